@@ -1,0 +1,92 @@
+# semd - one plain Makefile. `make` builds the library and the daemon;
+# `make test` installs what is missing (deploy/setup.sh), builds and runs every
+# test; `make run` also fetches the default model and serves it.
+#
+# Parallel work trees may build side by side with BUILD=otherdir.
+
+BUILD     ?= build
+FAISS_DIR ?= build/faiss_c
+CC        ?= cc
+OPT       ?= -O2
+CFLAGS    ?=
+LDFLAGS   ?=
+
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+FAISS_C_SYS := $(wildcard /usr/lib/$(MULTIARCH)/libfaiss_c.so /usr/lib/$(MULTIARCH)/libfaiss_c.a)
+ifeq ($(FAISS_C_SYS),)
+FAISS_C_LIB := $(FAISS_DIR)/libfaiss_c.a
+else
+FAISS_C_LIB := -lfaiss_c
+endif
+
+PKGS      := jansson libmicrohttpd openblas
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Werror
+BASEFLAGS := -std=c11 -D_DEFAULT_SOURCE -pthread -MMD -MP -Iinclude -Icore \
+             $(PKG_CFLAGS)
+ALL_CFLAGS = $(BASEFLAGS) $(OPT) $(WARN) $(CFLAGS)
+LIBS       = $(FAISS_C_LIB) -lfaiss $(PKG_LIBS) -fopenmp -lstdc++ -lm
+
+# ---- sources: one file per concern (see README "Layout")
+CORE_SRC := \
+	core/error.c \
+	core/crc32c.c \
+	core/model.c \
+	core/writer.c
+
+SERVER_SRC := \
+	server/main.c \
+	server/cmd_model.c
+
+TESTS := \
+	test_model
+
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BINS  := $(TESTS:%=$(BUILD)/tests/%)
+
+.PHONY: all test check run bench model fixture setup clean distclean
+
+all: $(BUILD)/libsemd.a $(BUILD)/semd
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libsemd.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/semd: $(SERVER_OBJ) $(BUILD)/libsemd.a $(FAISS_C_LIB:-l%=)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libsemd.a $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/util.o $(BUILD)/libsemd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/util.o \
+		$(BUILD)/libsemd.a $(LIBS) -lcmocka
+
+$(FAISS_DIR)/libfaiss_c.a:
+	bash deploy/setup.sh --build-dir $(dir $(FAISS_DIR))
+
+# Installs what is missing, then builds and runs every test in a fresh make
+# (so that flags come from the packages just installed).
+test:
+	@bash deploy/setup.sh
+	@$(MAKE) --no-print-directory check
+
+check: all $(TEST_BINS)
+	@BUILD=$(BUILD) bash tests/run.sh $(TEST_BINS)
+
+setup:
+	bash deploy/setup.sh --with-node
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/libsemd.a $(BUILD)/semd
+
+distclean:
+	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
+.SECONDARY:

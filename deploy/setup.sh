@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Prepares a Debian machine to build, test and run semd. Idempotent: it
+# installs only the Debian packages that are missing and builds the FAISS C API
+# only when neither the distribution nor an earlier run provides it.
+#
+# Usage: deploy/setup.sh [--build-dir DIR] [--with-node]
+#   --build-dir DIR  where the FAISS C API library goes (default: build)
+#   --with-node      also install Node.js and npm (needed by `make model`)
+#
+# Debian 12 ships FAISS's C API headers but not the compiled C API. We fetch
+# the Debian source package of exactly the installed FAISS version (apt checks
+# it against the archive's signatures), compile its c_api/ sources against the
+# installed headers and archive them as BUILD/faiss_c/libfaiss_c.a. Debian 13
+# ships libfaiss_c itself, and then nothing is built.
+set -euo pipefail
+
+build=build
+with_node=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --build-dir) build=$2; shift 2 ;;
+        --with-node) with_node=1; shift ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup: unknown option '$1'" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf 'setup: %s\n' "$*"; }
+
+packages=(gcc g++ make pkg-config libc6-dev
+          libmicrohttpd-dev libjansson-dev libopenblas-dev libfaiss-dev
+          libcmocka-dev ca-certificates xz-utils)
+[ "$with_node" = 1 ] && packages+=(nodejs npm)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
+        || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing Debian packages: ${missing[*]}" >&2
+        echo "setup: run as root, or install them with apt-get" >&2
+        exit 1
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    say "Debian packages present"
+fi
+
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+if ls "/usr/lib/$multiarch"/libfaiss_c.* >/dev/null 2>&1; then
+    say "using the distribution's libfaiss_c"
+    exit 0
+fi
+
+lib="$build/faiss_c/libfaiss_c.a"
+version=$(dpkg-query -W -f='${source:Version}' libfaiss-dev)
+stamp="$build/faiss_c/VERSION"
+if [ -f "$lib" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
+    say "FAISS C API $version already built in $lib"
+    exit 0
+fi
+
+say "building the FAISS C API from Debian's source package faiss $version"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# A private deb-src list mirroring the system's deb lines: the system's own
+# sources are left as they are.
+mkdir -p "$work/lists/partial" "$work/parts"
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    sed -n 's/^deb \(.*\)$/deb-src \1/p' "$f"
+done > "$work/src.list"
+for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    sed 's/^Types:.*$/Types: deb-src/' "$f" > "$work/parts/$(basename "$f")"
+done
+aptopts=(-o "Dir::Etc::sourcelist=$work/src.list"
+         -o "Dir::Etc::sourceparts=$work/parts"
+         -o "Dir::State::Lists=$work/lists"
+         -o "APT::Sandbox::User=root")
+apt-get "${aptopts[@]}" update -q >/dev/null
+(cd "$work" && apt-get "${aptopts[@]}" source --download-only -q \
+    "faiss=$version" >/dev/null)
+orig=$(ls "$work"/faiss_*.orig.tar.* | head -n 1)
+tar -C "$work" -xf "$orig"
+src=$(ls -d "$work"/faiss-*/c_api | head -n 1)
+
+mkdir -p "$build/faiss_c/obj"
+rm -f "$build/faiss_c/obj"/*.o
+for f in "$src"/*.cpp "$src"/impl/*.cpp "$src"/utils/*.cpp; do
+    o="$build/faiss_c/obj/$(basename "${f%.cpp}").o"
+    g++ -std=c++17 -O2 -fPIC -fopenmp -w -c "$f" -o "$o" &
+    # two compilers at a time: the machine this targets has two cores
+    [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
+done
+wait
+rm -f "$lib"
+ar rcs "$lib" "$build/faiss_c/obj"/*.o
+echo "$version" > "$stamp"
+say "built $lib ($(ls "$build/faiss_c/obj" | wc -l) objects)"

@@ -1,0 +1,12 @@
+/*
+ * commands.h - the subcommands of the semd binary. Each takes the arguments
+ * after its name (argv[0] is the subcommand) and returns the process exit
+ * status: 0 success, 1 failure, 2 usage error. Only main() exits.
+ */
+#ifndef SEMD_COMMANDS_H
+#define SEMD_COMMANDS_H
+
+int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+#endif
