@@ -34,6 +34,8 @@
  *                 the word's bytes, masked, then linear probing
  *     Q8CODES (7) i8[rows][dims], the unit rows quantised (see semd.h)
  *     Q8AUX   (8) f32[rows][2], scale and l1 of each quantised row
+ *     SORTED  (9) u32[rows], row numbers ordered by their words' bytes
+ *                 (memcmp order, shorter first on a tie): prefix look-up
  *
  * Opening checks the header, its CRC, the sizes and the bounds of every
  * section: O(1) in the vocabulary size. The section CRCs are only checked
@@ -74,6 +76,7 @@ struct semd_model {
     uint64_t capacity;
     const int8_t *q8codes;
     const float *q8aux;
+    const uint32_t *sorted;
     struct {
         uint32_t crc;
         uint64_t offset, size;
@@ -108,13 +111,14 @@ expected_size(const struct semd_model_info *in, int kind, uint64_t capacity)
     case SEC_HASH: return 8 + capacity * 4;
     case SEC_Q8CODES: return r * d;
     case SEC_Q8AUX: return r * 8;
+    case SEC_SORTED: return r * 4;
     }
     return UINT64_MAX; /* STRINGS: checked separately */
 }
 
 static const char *const kind_names[SEC_KINDS] = {
     "?", "matrix", "norms", "counts", "word offsets", "strings", "hash",
-    "q8 codes", "q8 aux",
+    "q8 codes", "q8 aux", "sorted words",
 };
 
 static int
@@ -230,6 +234,7 @@ check(struct semd_model *m, struct semd_err *err)
     m->slots = (const uint32_t *)(m->base + m->sec[SEC_HASH].offset + 8);
     m->q8codes = (const int8_t *)(m->base + m->sec[SEC_Q8CODES].offset);
     m->q8aux = (const float *)(m->base + m->sec[SEC_Q8AUX].offset);
+    m->sorted = (const uint32_t *)(m->base + m->sec[SEC_SORTED].offset);
 
     if (m->wordoff[0] != 0 || m->wordoff[in->rows] != m->strings_size ||
         m->strings_size == 0 || m->strings[m->strings_size - 1] != '\0')
@@ -429,6 +434,55 @@ semd_model_q8(const struct semd_model *m, const int8_t **codes,
 {
     *codes = m->q8codes;
     *aux = m->q8aux;
+}
+
+/* memcmp order of a row's word against key[0..n), comparing at most the
+ * key's length: 0 means the word starts with key. */
+static int
+cmp_prefix(const struct semd_model *m, uint32_t row, const char *key,
+           size_t n)
+{
+    size_t wl;
+    const char *w = semd_model_word(m, row, &wl);
+    int c = memcmp(w, key, wl < n ? wl : n);
+    if (c != 0)
+        return c;
+    return wl < n ? -1 : 0;
+}
+
+int
+semd_model_prefix(const struct semd_model *m, const char *prefix, size_t len,
+                  uint64_t *rows, size_t cap, size_t *n)
+{
+    /* The sorted section gives the range of words that start with prefix;
+     * the lowest row numbers in it are the most frequent words. */
+    uint64_t lo = 0, hi = m->info.rows;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        uint32_t r = m->sorted[mid];
+        if (r >= m->info.rows || cmp_prefix(m, r, prefix, len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t got = 0;
+    for (uint64_t i = lo; i < m->info.rows; i++) {
+        uint32_t r = m->sorted[i];
+        if (r >= m->info.rows || cmp_prefix(m, r, prefix, len) != 0)
+            break;
+        /* keep the cap smallest rows, in order: insertion into a short
+         * sorted list */
+        if (got == cap && (cap == 0 || r >= rows[cap - 1]))
+            continue;
+        size_t j = got < cap ? got++ : cap - 1;
+        while (j > 0 && rows[j - 1] > r) {
+            rows[j] = rows[j - 1];
+            j--;
+        }
+        rows[j] = r;
+    }
+    *n = got;
+    return 0;
 }
 
 size_t

@@ -29,7 +29,8 @@ enum model_section {
     SEC_HASH = 6,    /* u64 capacity (a power of two), then u32 slots */
     SEC_Q8CODES = 7, /* i8 rows x dims */
     SEC_Q8AUX = 8,   /* f32 rows x 2: scale, l1 */
-    SEC_KINDS = 9    /* one past the last kind */
+    SEC_SORTED = 9,  /* u32 rows, the rows ordered by their words' bytes */
+    SEC_KINDS = 10   /* one past the last kind */
 };
 
 /* Byte offsets of header fields. */

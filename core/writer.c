@@ -499,6 +499,37 @@ out:
     return rc;
 }
 
+/* qsort has no context argument: the arena being sorted is passed through
+ * a thread-local. */
+static _Thread_local const struct semd_writer *sorting;
+
+static int
+cmp_rows(const void *a, const void *b)
+{
+    size_t la, lb;
+    const char *wa = word_at(sorting, *(const uint32_t *)a, &la);
+    const char *wb = word_at(sorting, *(const uint32_t *)b, &lb);
+    int c = memcmp(wa, wb, la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
+}
+
+static int
+put_sorted(struct semd_writer *w, struct section *sec, uint64_t *end,
+           struct semd_err *err)
+{
+    uint32_t *order = malloc(w->rows * sizeof *order);
+    if (!order)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    for (uint64_t r = 0; r < w->rows; r++)
+        order[r] = (uint32_t)r;
+    sorting = w;
+    qsort(order, w->rows, sizeof *order, cmp_rows);
+    sorting = NULL;
+    int rc = put_section(w, sec, SEC_SORTED, order, w->rows * 4, end, err);
+    free(order);
+    return rc;
+}
+
 static int
 fsync_dir(const char *path)
 {
@@ -565,7 +596,8 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
     wr64((unsigned char *)hash, w->capacity);
     memcpy((unsigned char *)hash + 8, w->slots, w->capacity * 4);
     if ((rc = put_section(w, &sec[5], SEC_HASH, hash, 8 + w->capacity * 4,
-                          &end, err)))
+                          &end, err)) ||
+        (rc = put_sorted(w, &sec[8], &end, err)))
         goto fail;
 
     hdr = calloc(1, MODEL_HEADER_SIZE);

@@ -136,6 +136,11 @@ uint64_t semd_model_count(const struct semd_model *m, uint64_t row);
 void semd_model_q8(const struct semd_model *m, const int8_t **codes,
                    const float **aux);
 
+/* Words starting with prefix (len bytes; case-sensitive), most frequent
+ * first: up to cap rows into rows, *n how many. O(log rows + matches). */
+int semd_model_prefix(const struct semd_model *m, const char *prefix,
+                      size_t len, uint64_t *rows, size_t cap, size_t *n);
+
 /* ---------------------------------------------------------- model writer */
 
 /*
@@ -243,8 +248,187 @@ int semd_index_search_batch(const struct semd_index *ix, const float *queries,
                             struct semd_hit *hits, uint32_t *n_hits,
                             struct semd_err *err);
 
+/* The model an index searches; borrowed. */
+const struct semd_model *semd_index_model(const struct semd_index *ix);
+
 /* ---------------------------------------------------------------- queries */
-/* (query.c: expressions, neighbours, similarity, analogies; see below) */
+
+/*
+ * Queries work on terms: a word (resolved exactly, then lower-cased), or a
+ * raw vector, each with a weight (+1 positive, -1 negative, or any). Words
+ * are combined as gensim does: the weighted mean of their unit vectors
+ * (raw vectors enter as given), normalised. Input words are excluded from
+ * the answers unless asked otherwise.
+ */
+
+/* How a term was resolved. */
+enum semd_prov {
+    SEMD_PROV_EXACT = 0,       /* found as given */
+    SEMD_PROV_CASE_FOLDED = 1, /* found only lower-cased */
+    SEMD_PROV_MISSING = 2,     /* not found: the query fails, naming it */
+    SEMD_PROV_VECTOR = 3,      /* a raw vector, not a word */
+};
+
+/* Name of a provenance: "exact", "case_folded", "missing", "vector". */
+const char *semd_prov_name(int prov);
+
+struct semd_term {
+    const char *word; /* borrowed; len bytes, need not be NUL-terminated */
+    size_t len;
+    const float *vec; /* instead of a word: dims floats; borrowed */
+    float weight;
+};
+
+/* What a term resolved to. row is UINT64_MAX for a vector or a miss. */
+struct semd_term_info {
+    uint64_t row;
+    int prov; /* enum semd_prov */
+};
+
+/* Resolves a word: exact, else its lower-cased form (ASCII and UTF-8
+ * letters that have a simple lower case). SEMD_ENOWORD if neither. */
+int semd_resolve(const struct semd_model *m, const char *word, size_t len,
+                 struct semd_term_info *out);
+
+/*
+ * An expression is text such as "king - man + woman", "0.5*paris + berlin"
+ * or "king-man woman" (whitespace between terms means +, as a URL's + turns
+ * into a space). A word containing operator characters is written in double
+ * quotes: "\"e-mail\" - mail". Parsing only splits the text; words are
+ * resolved by the query that uses the terms.
+ */
+struct semd_expr {
+    struct semd_term *terms; /* words point into text */
+    size_t n_terms;
+    char *text;              /* the expression's own copy */
+};
+
+#define SEMD_MAX_TERMS 64
+
+/* Parses len bytes of text into *out, released with semd_expr_release.
+ * SEMD_EINVAL with the byte offset of the error. */
+int semd_expr_parse(struct semd_expr *out, const char *text, size_t len,
+                    struct semd_err *err);
+void semd_expr_release(struct semd_expr *e);
+
+/* Combines terms into one unit query vector (dims floats into out). info
+ * (n_terms entries) is filled even on failure: on SEMD_ENOWORD every
+ * missing word has prov SEMD_PROV_MISSING and err names them all. */
+int semd_combine(const struct semd_model *m, const struct semd_term *terms,
+                 size_t n_terms, float *out, struct semd_term_info *info,
+                 struct semd_err *err);
+
+/* Nearest neighbours of the combination of terms. s->k hits into hits;
+ * the input words are added to the excluded rows unless keep_inputs. info
+ * as for semd_combine. */
+int semd_neighbors(const struct semd_index *ix, const struct semd_term *terms,
+                   size_t n_terms, const struct semd_search *s,
+                   int keep_inputs, struct semd_hit *hits, uint32_t *n_hits,
+                   struct semd_term_info *info, struct semd_err *err);
+
+/* One query of a batch: inputs, then outputs written by the call. */
+struct semd_nquery {
+    const struct semd_term *terms;
+    size_t n_terms;
+    struct semd_search search;
+    int keep_inputs;
+    struct semd_hit *hits;       /* room for search.k; caller's */
+    struct semd_term_info *info; /* n_terms entries; caller's */
+    uint32_t n_hits;             /* out */
+    int rc;                      /* out: 0 or this query's error */
+    struct semd_err err;         /* out: detail when rc != 0 */
+};
+
+/* Many neighbour queries scored together (one matrix product where the
+ * index is exact). Returns 0 when the batch ran, even if single queries
+ * failed: each has its own rc. */
+int semd_neighbors_batch(const struct semd_index *ix, struct semd_nquery *q,
+                         size_t nq, struct semd_err *err);
+
+/* Cosine similarity of two terms. info has 2 entries. */
+int semd_similarity(const struct semd_model *m, const struct semd_term *a,
+                    const struct semd_term *b, float *out,
+                    struct semd_term_info *info, struct semd_err *err);
+
+/* Cosine of the mean unit vectors of two word sets (gensim n_similarity).
+ * info has na + nb entries. */
+int semd_n_similarity(const struct semd_model *m, const struct semd_term *a,
+                      size_t na, const struct semd_term *b, size_t nb,
+                      float *out, struct semd_term_info *info,
+                      struct semd_err *err);
+
+enum semd_analogy_method {
+    SEMD_3COSADD = 0, /* cos(x, b) - cos(x, a) + cos(x, c), via the mean */
+    SEMD_3COSMUL = 1, /* gensim most_similar_cosmul: cosines shifted to
+                         [0, 1], product of positives over product of
+                         negatives plus 1e-6 */
+};
+
+/* Why the answer is the answer: filled for the best hit. */
+struct semd_explain {
+    float term_cos[SEMD_MAX_TERMS]; /* each term's cosine with the answer */
+    uint64_t rank_with_inputs;      /* 1-based rank of the answer had the
+                                       inputs not been excluded */
+    float margin;                   /* score of the answer - runner-up */
+    int methods_agree;              /* 3CosAdd and 3CosMul agree on top */
+    uint64_t other_row;             /* the other method's top answer */
+    float other_score;
+};
+
+/* Analogy over weighted terms (positive weight: positive, negative:
+ * negative), e.g. king(+1) man(-1) woman(+1). Scores are the method's
+ * (cosines for 3CosAdd). explain may be NULL. */
+int semd_analogy(const struct semd_index *ix, const struct semd_term *terms,
+                 size_t n_terms, int method, const struct semd_search *s,
+                 struct semd_hit *hits, uint32_t *n_hits,
+                 struct semd_explain *explain, struct semd_term_info *info,
+                 struct semd_err *err);
+
+/* The term that does not belong (gensim doesnt_match): *odd gets its index
+ * in terms; sims (n_terms entries, may be NULL) each term's cosine with the
+ * mean of all. Needs at least 2 terms. */
+int semd_odd_one_out(const struct semd_model *m, const struct semd_term *terms,
+                     size_t n_terms, size_t *odd, float *sims,
+                     struct semd_term_info *info, struct semd_err *err);
+
+/* 1-based rank of b among the neighbours of a (gensim rank): 1 + how many
+ * words are closer to a than b is. */
+int semd_rank(const struct semd_model *m, const struct semd_term *a,
+              const struct semd_term *b, uint64_t *rank,
+              struct semd_term_info *info, struct semd_err *err);
+
+/* ------------------------------------------------------------- evaluation */
+
+struct semd_eval_section {
+    char name[64];
+    uint64_t correct, evaluated, questions;
+};
+
+struct semd_eval_analogies {
+    uint64_t correct, evaluated, questions; /* totals */
+    size_t n_sections;
+    struct semd_eval_section *sections;
+};
+
+/* gensim evaluate_word_analogies(case_insensitive=True) on a
+ * questions-words file: words upper-cased for look-up (the most frequent
+ * variant wins), questions with a word outside the first restrict_rows
+ * (0: all) skipped and counted. Release with semd_eval_analogies_release. */
+int semd_eval_analogies(const struct semd_index *ix, const char *path,
+                        uint64_t restrict_rows, int method,
+                        struct semd_eval_analogies *out, struct semd_err *err);
+void semd_eval_analogies_release(struct semd_eval_analogies *r);
+
+struct semd_eval_pairs {
+    double spearman, pearson, oov_ratio; /* oov_ratio in percent */
+    uint64_t pairs, oov;
+};
+
+/* gensim evaluate_word_pairs(case_insensitive=True) on a tab- or
+ * space-separated "word word score" file with # comments. */
+int semd_eval_pairs(const struct semd_model *m, const char *path,
+                    uint64_t restrict_rows, struct semd_eval_pairs *out,
+                    struct semd_err *err);
 
 #ifdef __cplusplus
 }

@@ -252,6 +252,44 @@ test_rewrite_reopen(void **state)
     semd_model_close(m);
 }
 
+static void
+test_prefix(void **state)
+{
+    (void)state;
+    struct semd_writer *w;
+    struct semd_err err = {0};
+    const char *path = t_path("prefix.semd");
+    const char *words[] = {"the", "then", "a", "they", "theory", "th",
+                           "thé", "other", "t", "them"};
+    float v[2] = {1, 1};
+    assert_int_equal(semd_writer_open(&w, path, 2, NULL, &err), 0);
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        assert_int_equal(
+            semd_writer_add(w, words[i], strlen(words[i]), v, 100 - i, &err),
+            0);
+    assert_int_equal(semd_writer_finish(w, &err), 0);
+    struct semd_model *m = open_ok(path);
+    uint64_t rows[8];
+    size_t n;
+    assert_int_equal(semd_model_prefix(m, "the", 3, rows, 8, &n), 0);
+    assert_int_equal(n, 5); /* the then they theory them, by frequency */
+    uint64_t want[] = {0, 1, 3, 4, 9};
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rows[i], want[i]);
+    assert_int_equal(semd_model_prefix(m, "the", 3, rows, 2, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[1], 1);
+    assert_int_equal(semd_model_prefix(m, "th\xc3", 3, rows, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0], 6);
+    assert_int_equal(semd_model_prefix(m, "x", 1, rows, 8, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(semd_model_prefix(m, "", 0, rows, 3, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(rows[2], 2);
+    semd_model_close(m);
+}
+
 int
 main(void)
 {
@@ -262,6 +300,7 @@ main(void)
         cmocka_unit_test(test_writer_errors),
         cmocka_unit_test(test_hash_collisions),
         cmocka_unit_test(test_rewrite_reopen),
+        cmocka_unit_test(test_prefix),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }
