@@ -77,7 +77,8 @@ test:
 	@$(MAKE) --no-print-directory check
 
 check: all $(TEST_BINS)
-	@BUILD=$(BUILD) bash tests/run.sh $(TEST_BINS)
+	@BUILD=$(BUILD) SEMD_BIN=$(BUILD)/semd SEMD_FIXTURE=$(BUILD)/glove-20k.semd \
+		bash tests/run.sh $(TEST_BINS)
 
 setup:
 	bash deploy/setup.sh --with-node

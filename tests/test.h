@@ -28,7 +28,8 @@ const char *t_path(const char *name);
 /* The directory holding the committed fixtures (tests/data). */
 const char *t_datadir(void);
 
-/* Path of the committed 20k-word GloVe fixture model. */
+/* Path of the 20k-word GloVe fixture model ($SEMD_FIXTURE), which make
+ * converts from the committed tests/data/glove-20k.bin. */
 const char *t_fixture(void);
 
 /* Writes a model of rows x dims with words "w0", "w1", ... and vectors from

@@ -60,9 +60,9 @@ t_datadir(void)
 const char *
 t_fixture(void)
 {
-    static char buf[512];
-    snprintf(buf, sizeof buf, "%s/glove-20k.semd", t_datadir());
-    return buf;
+    /* converted from tests/data/glove-20k.bin by make into the build dir */
+    const char *f = getenv("SEMD_FIXTURE");
+    return f && *f ? f : "build/glove-20k.semd";
 }
 
 const char *
