@@ -34,14 +34,17 @@ CORE_SRC := \
 	core/error.c \
 	core/crc32c.c \
 	core/model.c \
-	core/writer.c
+	core/writer.c \
+	core/linalg.c \
+	core/index.c
 
 SERVER_SRC := \
 	server/main.c \
 	server/cmd_model.c
 
 TESTS := \
-	test_model
+	test_model \
+	test_index
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)

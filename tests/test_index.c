@@ -1,0 +1,267 @@
+/*
+ * test_index.c - the index module: exact search against a brute-force
+ * double-precision reference, the search options, the batch path, and
+ * approximate FAISS indexes.
+ */
+#include "test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static struct semd_model *
+open_model(const char *path)
+{
+    struct semd_model *m = NULL;
+    struct semd_err err = {0};
+    if (semd_model_open(&m, path, &err) != 0)
+        fail_msg("open %s: %s", path, err.msg);
+    return m;
+}
+
+static struct semd_index *
+open_index(const struct semd_model *m, const char *factory)
+{
+    struct semd_index *ix = NULL;
+    struct semd_err err = {0};
+    struct semd_index_opts o = {0};
+    o.factory = factory;
+    if (semd_index_open(&ix, m, &o, &err) != 0)
+        fail_msg("index_open %s: %s", factory ? factory : "Flat", err.msg);
+    return ix;
+}
+
+struct ref {
+    uint64_t row;
+    double score;
+};
+
+static int
+cmp_ref(const void *a, const void *b)
+{
+    const struct ref *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Cosine of every eligible row with q in double precision, sorted best
+ * first; returns how many are eligible. */
+static uint64_t
+reference(const struct semd_model *m, const float *q,
+          const struct semd_search *s, struct ref *out)
+{
+    uint64_t rows = semd_model_rows(m);
+    uint32_t dims = semd_model_dims(m);
+    uint64_t lim = s->restrict_rows && s->restrict_rows < rows
+                       ? s->restrict_rows : rows;
+    double qn = 0;
+    for (uint32_t i = 0; i < dims; i++)
+        qn += (double)q[i] * q[i];
+    qn = sqrt(qn);
+    uint64_t n = 0;
+    for (uint64_t r = 0; r < lim; r++) {
+        int skip = 0;
+        for (size_t e = 0; e < s->n_exclude; e++)
+            skip |= s->exclude[e] == r;
+        if (skip)
+            continue;
+        const float *v = semd_model_row(m, r);
+        double d = 0, vn = 0;
+        for (uint32_t i = 0; i < dims; i++) {
+            d += (double)v[i] * q[i];
+            vn += (double)v[i] * v[i];
+        }
+        double c = vn > 0 ? d / (sqrt(vn) * qn) : 0;
+        if (s->use_min_similarity && c < s->min_similarity)
+            continue;
+        out[n].row = r;
+        out[n].score = c;
+        n++;
+    }
+    qsort(out, n, sizeof *out, cmp_ref);
+    return n;
+}
+
+/* The hits equal the reference's top k, allowing rows to swap only where
+ * their scores are within float rounding of each other. */
+static void
+check_hits(const struct semd_model *m, const float *q,
+           const struct semd_search *s, const struct semd_hit *hits,
+           uint32_t n_hits, double tol)
+{
+    struct ref *ref = malloc(semd_model_rows(m) * sizeof *ref);
+    uint64_t n = reference(m, q, s, ref);
+    uint64_t want = n < s->k ? n : s->k;
+    if (n_hits != want) {
+        /* min_similarity on the boundary may keep one more or less */
+        assert_true(s->use_min_similarity);
+        assert_true(n_hits + 1 >= want && n_hits <= want + 1);
+    }
+    for (uint32_t i = 0; i < n_hits && i < want; i++) {
+        if (fabs(hits[i].score - ref[i].score) > tol)
+            fail_msg("hit %u: row %llu score %.7f, reference row %llu %.7f",
+                     i, (unsigned long long)hits[i].row, hits[i].score,
+                     (unsigned long long)ref[i].row, ref[i].score);
+        if (i > 0)
+            assert_true(hits[i].score <= hits[i - 1].score);
+        /* the row's own score matches the reference */
+        const float *v = semd_model_row(m, hits[i].row);
+        uint64_t j;
+        for (j = 0; j < n && ref[j].row != hits[i].row; j++)
+            ;
+        assert_true(j < n);
+        assert_true(fabs(ref[j].score - hits[i].score) <= tol);
+        (void)v;
+    }
+    free(ref);
+}
+
+static void
+random_query(float *q, uint32_t dims, uint64_t *seed)
+{
+    for (uint32_t i = 0; i < dims; i++)
+        q[i] = t_rand(seed);
+}
+
+static void
+test_exact_random(void **state)
+{
+    (void)state;
+    const uint32_t dims = 37;
+    struct semd_model *m = open_model(t_random_model("ex.semd", 3000, dims, 7));
+    struct semd_index *ix = open_index(m, NULL);
+    assert_true(semd_index_is_exact(ix));
+    assert_string_equal(semd_index_factory(ix), "Flat");
+    assert_ptr_equal(semd_index_model(ix), m);
+    uint64_t seed = 99;
+    float q[37];
+    struct semd_hit hits[64];
+    for (int t = 0; t < 50; t++) {
+        random_query(q, dims, &seed);
+        struct semd_search s = {0};
+        s.k = 1 + (uint32_t)(t % 40);
+        uint32_t n = 0;
+        struct semd_err err = {0};
+        assert_int_equal(semd_index_search(ix, q, &s, hits, &n, &err), 0);
+        check_hits(m, q, &s, hits, n, 1e-5);
+    }
+    /* a model row as the query finds itself first */
+    struct semd_search s = {0};
+    s.k = 5;
+    uint32_t n = 0;
+    assert_int_equal(semd_index_search(ix, semd_model_row(m, 1234), &s, hits,
+                                       &n, NULL), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(hits[0].row, 1234);
+    assert_float_equal(hits[0].score, 1.0, 1e-5);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
+static void
+test_exact_options(void **state)
+{
+    (void)state;
+    const uint32_t dims = 16;
+    struct semd_model *m = open_model(t_random_model("opt.semd", 500, dims, 3));
+    struct semd_index *ix = open_index(m, "Flat");
+    uint64_t seed = 5;
+    float q[16];
+    struct semd_hit *hits = malloc(600 * sizeof *hits);
+    uint64_t excl[20];
+    for (int t = 0; t < 30; t++) {
+        random_query(q, dims, &seed);
+        struct semd_search s = {0};
+        s.k = 10;
+        if (t % 3 == 0)
+            s.restrict_rows = 50 + (uint64_t)t;
+        if (t % 2 == 0) {
+            for (int e = 0; e < 20; e++)
+                excl[e] = (uint64_t)(e * 7 + t) % 60;
+            s.exclude = excl;
+            s.n_exclude = 20;
+        }
+        if (t % 5 == 0) {
+            s.use_min_similarity = 1;
+            s.min_similarity = 0.3f;
+        }
+        uint32_t n = 0;
+        struct semd_err err = {0};
+        assert_int_equal(semd_index_search(ix, q, &s, hits, &n, &err), 0);
+        check_hits(m, q, &s, hits, n, 1e-5);
+        for (uint32_t i = 0; i < n; i++) {
+            for (size_t e = 0; e < s.n_exclude; e++)
+                assert_true(hits[i].row != excl[e]);
+            if (s.restrict_rows)
+                assert_true(hits[i].row < s.restrict_rows);
+            if (s.use_min_similarity)
+                assert_true(hits[i].score >= s.min_similarity);
+        }
+    }
+    /* k beyond the rows returns every row */
+    struct semd_search s = {0};
+    s.k = 600;
+    uint32_t n = 0;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, NULL), 0);
+    assert_int_equal(n, 500);
+    check_hits(m, q, &s, hits, n, 1e-5);
+    s.restrict_rows = 7;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, NULL), 0);
+    assert_int_equal(n, 7);
+    /* min_similarity above every score: nothing */
+    s.restrict_rows = 0;
+    s.use_min_similarity = 1;
+    s.min_similarity = 1.5f;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    free(hits);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
+static void
+test_bad_arguments(void **state)
+{
+    (void)state;
+    struct semd_model *m = open_model(t_random_model("bad.semd", 100, 8, 1));
+    struct semd_index *ix = open_index(m, NULL);
+    float q[8] = {0};
+    struct semd_hit hits[4];
+    uint32_t n = 0;
+    struct semd_search s = {0};
+    struct semd_err err = {0};
+    s.k = 0;
+    q[0] = 1;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, &err),
+                     SEMD_EINVAL);
+    assert_non_null(strstr(err.msg, "k must be"));
+    s.k = 4;
+    q[0] = 0;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, &err),
+                     SEMD_EINVAL);
+    assert_non_null(strstr(err.msg, "zero"));
+    q[3] = NAN;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, &err),
+                     SEMD_EINVAL);
+    assert_non_null(strstr(err.msg, "component 3"));
+    q[3] = 1;
+    s.n_exclude = 3;
+    assert_int_equal(semd_index_search(ix, q, &s, hits, &n, &err),
+                     SEMD_EINVAL);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exact_random),
+        cmocka_unit_test(test_exact_options),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
