@@ -304,6 +304,7 @@ struct semd_expr {
 };
 
 #define SEMD_MAX_TERMS 64
+#define SEMD_MAX_EXPR 4096 /* bytes in one expression */
 
 /* Parses len bytes of text into *out, released with semd_expr_release.
  * SEMD_EINVAL with the byte offset of the error. */
@@ -350,8 +351,9 @@ int semd_similarity(const struct semd_model *m, const struct semd_term *a,
                     const struct semd_term *b, float *out,
                     struct semd_term_info *info, struct semd_err *err);
 
-/* Cosine of the mean unit vectors of two word sets (gensim n_similarity).
- * info has na + nb entries. */
+/* Cosine of the means of the raw vectors of two term sets, as gensim's
+ * n_similarity computes it; weights are ignored. info has na + nb
+ * entries. */
 int semd_n_similarity(const struct semd_model *m, const struct semd_term *a,
                       size_t na, const struct semd_term *b, size_t nb,
                       float *out, struct semd_term_info *info,
@@ -397,6 +399,50 @@ int semd_rank(const struct semd_model *m, const struct semd_term *a,
               const struct semd_term *b, uint64_t *rank,
               struct semd_term_info *info, struct semd_err *err);
 
+/* -------------------------------------------------------------- snapshots */
+
+/*
+ * A snapshot is an immutable bundle of a model, an index of it, a version
+ * number and the time it was made. Readers hold a reference for the length
+ * of one request; the last release closes the index and the model. A
+ * holder names the current snapshot: publishing swaps it atomically, and
+ * readers never block on a search or see half an update. See the comment
+ * atop core/snapshot.c. All functions here are thread-safe.
+ */
+struct semd_snapshot;
+struct semd_holder;
+
+/* Bundles m and ix (an index of m) with one reference, the caller's. On
+ * success the snapshot owns both; on failure the caller still does. */
+int semd_snapshot_new(struct semd_snapshot **out, struct semd_model *m,
+                      struct semd_index *ix, uint64_t version,
+                      struct semd_err *err);
+/* Takes one more reference; returns s (NULL stays NULL). */
+struct semd_snapshot *semd_snapshot_acquire(struct semd_snapshot *s);
+/* Drops one reference; the last one frees. Accepts NULL. */
+void semd_snapshot_release(struct semd_snapshot *s);
+/* Borrowed, valid while the caller holds a reference. */
+const struct semd_model *semd_snapshot_model(const struct semd_snapshot *s);
+const struct semd_index *semd_snapshot_index(const struct semd_snapshot *s);
+uint64_t semd_snapshot_version(const struct semd_snapshot *s);
+/* Seconds since the epoch when the snapshot was made. */
+double semd_snapshot_loaded_at(const struct semd_snapshot *s);
+
+/* An empty holder; freed with semd_holder_free, which drops the current
+ * snapshot. */
+int semd_holder_new(struct semd_holder **out, struct semd_err *err);
+void semd_holder_free(struct semd_holder *h);
+/* A new reference to the current snapshot (release it), or NULL when none
+ * has been published yet. */
+struct semd_snapshot *semd_holder_acquire(struct semd_holder *h);
+/* Makes s current, taking over the caller's reference to it (also on
+ * failure, when s is released), and drops the holder's reference to the
+ * previous one. SEMD_EINVAL if s is not newer than the current version. */
+int semd_holder_publish(struct semd_holder *h, struct semd_snapshot *s,
+                        struct semd_err *err);
+/* Version of the current snapshot, 0 before the first publish. */
+uint64_t semd_holder_version(struct semd_holder *h);
+
 /* ------------------------------------------------------------- evaluation */
 
 struct semd_eval_section {
@@ -429,6 +475,171 @@ struct semd_eval_pairs {
 int semd_eval_pairs(const struct semd_model *m, const char *path,
                     uint64_t restrict_rows, struct semd_eval_pairs *out,
                     struct semd_err *err);
+
+/* --------------------------------------------------------------- journal */
+
+/*
+ * The journal keeps text posted for training, durably and in order, until a
+ * persisted snapshot includes it. It lives in a directory of segment files
+ * (journal-<first sequence number>.log); each record is length-prefixed and
+ * CRC-32C checksummed and gets the next sequence number (1, 2, ...). Damage
+ * found at open (a torn tail after a crash, a flipped byte) is reported and
+ * skipped; a damaged tail is truncated so new records never follow it.
+ *
+ * Every function may be called from any thread; appends are serialised
+ * inside. A reader belongs to one thread.
+ */
+struct semd_journal;
+struct semd_journal_reader;
+
+#define SEMD_JOURNAL_MAX_RECORD (256u << 20) /* bytes of one record */
+
+struct semd_journal_opts {
+    uint64_t segment_bytes; /* start a new segment past this size;
+                               0: 64 MiB */
+};
+
+/* What semd_journal_open found. */
+struct semd_journal_report {
+    uint64_t segments;
+    uint64_t records, bytes;      /* valid records and their payload bytes */
+    uint64_t first_seq, last_seq; /* of the valid records; 0 when none */
+    uint64_t damaged_records;     /* damaged regions skipped or truncated */
+    uint64_t damaged_bytes;
+    uint64_t first_damage_offset; /* in the segment named in message */
+    char message[512];            /* the first damage, "" when none */
+};
+
+/* Opens (creating if needed) the journal in dir. report (may be NULL)
+ * receives what was found, including damage, which is not an error. */
+int semd_journal_open(struct semd_journal **out, const char *dir,
+                      const struct semd_journal_opts *opts,
+                      struct semd_journal_report *report,
+                      struct semd_err *err);
+void semd_journal_close(struct semd_journal *j);
+
+/* Appends len bytes (at most SEMD_JOURNAL_MAX_RECORD) and returns only
+ * once they are on disk (fdatasync): *seq gets the record's number. */
+int semd_journal_append(struct semd_journal *j, const void *data, size_t len,
+                        uint64_t *seq, struct semd_err *err);
+
+/* Sequence number of the newest record (0 if none ever). */
+uint64_t semd_journal_last_seq(struct semd_journal *j);
+
+/* Records after the consumed position, and their payload bytes: the
+ * backlog a server bounds before answering 429. */
+void semd_journal_backlog(struct semd_journal *j, uint64_t *records,
+                          uint64_t *bytes);
+
+/* Marks every record up to seq as consumed (trained). Consumption is not
+ * persisted: after a restart, call it with the persisted position. */
+void semd_journal_consume(struct semd_journal *j, uint64_t seq);
+
+/* Deletes whole segments whose records are all <= persisted_seq (never the
+ * newest segment); *removed (may be NULL) gets how many. */
+int semd_journal_trim(struct semd_journal *j, uint64_t persisted_seq,
+                      uint64_t *removed, struct semd_err *err);
+
+/* Number of segment files. */
+size_t semd_journal_segments(struct semd_journal *j);
+
+/* One record, borrowed from the reader until its next call. data is
+ * followed by a NUL byte (not counted in len). */
+struct semd_journal_rec {
+    uint64_t seq;
+    const void *data;
+    size_t len;
+};
+
+/* A reader returning records with seq >= from_seq in order, then those
+ * appended later. SEMD_EINVAL if from_seq was trimmed away. j must
+ * outlive the reader. */
+int semd_journal_reader_open(struct semd_journal_reader **out,
+                             struct semd_journal *j, uint64_t from_seq,
+                             struct semd_err *err);
+/* 1 with a record in *rec, 0 when there is none yet, or a negative code. */
+int semd_journal_reader_next(struct semd_journal_reader *r,
+                             struct semd_journal_rec *rec,
+                             struct semd_err *err);
+void semd_journal_reader_close(struct semd_journal_reader *r);
+
+/* ------------------------------------------------------------- tokenizer */
+
+/*
+ * A byte-level BPE tokenizer as GPT-2 has it: text is split by GPT-2's
+ * pre-tokenisation pattern ('s 't 're 've 'm 'll 'd, then runs of letters,
+ * of numbers, of other characters, each with an optional leading space,
+ * then whitespace runs), each piece's bytes become symbols and adjacent
+ * symbols merge by rank. Letters, numbers and whitespace are Unicode's
+ * general categories L* and N* and property White_Space.
+ *
+ * Input may be any bytes. A byte that does not start a valid UTF-8
+ * sequence (overlong forms, surrogates and code points past U+10FFFF are
+ * invalid) counts as one character of the "other" class, as U+FFFD would,
+ * and keeps its own byte: decoding the ids gives back the input exactly.
+ *
+ * A tokenizer is immutable: any number of threads may use one at once.
+ */
+struct semd_tokenizer;
+
+/* One token of a text: its id and the bytes [start, end) it covers. */
+struct semd_token {
+    uint32_t id;
+    size_t start, end;
+};
+
+/* Loads a tokenizer from vocab_path and merges_path: a vocab.json (token to
+ * id, ids 0..n-1) with a merges.txt ("a b" lines, an optional "#version"
+ * first line), or, with merges_path NULL, a Hugging Face tokenizer.json
+ * (model.vocab and model.merges, merges as "a b" strings or [a, b] pairs).
+ * Tokens are in byte-level form ("\u0120king" for " king"); every byte's
+ * token must be present and every merge's parts and result must be tokens.
+ * Freed with semd_tokenizer_free. */
+int semd_tokenizer_load(struct semd_tokenizer **out, const char *vocab_path,
+                        const char *merges_path, struct semd_err *err);
+void semd_tokenizer_free(struct semd_tokenizer *t);
+
+/* Number of tokens (ids are 0..size-1) and of merges. */
+uint32_t semd_tokenizer_size(const struct semd_tokenizer *t);
+uint32_t semd_tokenizer_merges(const struct semd_tokenizer *t);
+
+/* The token of id in byte-level form ("\u0120king"), NUL-terminated and
+ * borrowed; *len its length. NULL when id is out of range. */
+const char *semd_tokenizer_token(const struct semd_tokenizer *t, uint32_t id,
+                                 size_t *len);
+
+/* The bytes id stands for (" king"), borrowed, not NUL-terminated and not
+ * always valid UTF-8 (a token may hold part of a character). NULL when id
+ * is out of range. */
+const char *semd_tokenizer_bytes(const struct semd_tokenizer *t, uint32_t id,
+                                 size_t *len);
+
+/* Id of a token in byte-level form; SEMD_ENOWORD if absent. */
+int semd_tokenizer_lookup(const struct semd_tokenizer *t, const char *token,
+                          size_t len, uint32_t *id);
+
+/* Tokenizes len bytes of text: *toks (malloc'd, free() it; NULL when *n is
+ * 0) gets *n tokens in text order, their spans covering the text without
+ * gaps. */
+int semd_tokenize(const struct semd_tokenizer *t, const char *text,
+                  size_t len, struct semd_token **toks, size_t *n,
+                  struct semd_err *err);
+
+/* The bytes of n ids, concatenated: *out is malloc'd and NUL-terminated
+ * (free() it), *len its length without the NUL. SEMD_EINVAL names an id out
+ * of range. */
+int semd_detokenize(const struct semd_tokenizer *t, const uint32_t *ids,
+                    size_t n, char **out, size_t *len, struct semd_err *err);
+
+/* The tokenizer a model file carries, or NULL when it has none. Borrowed:
+ * valid until the model is closed. */
+const struct semd_tokenizer *semd_model_tokenizer(const struct semd_model *m);
+
+/* Stores a copy of t in the model file being written (replacing one set
+ * before). */
+int semd_writer_set_tokenizer(struct semd_writer *w,
+                              const struct semd_tokenizer *t,
+                              struct semd_err *err);
 
 #ifdef __cplusplus
 }
