@@ -35,8 +35,10 @@ CORE_SRC := \
 	core/crc32c.c \
 	core/model.c \
 	core/writer.c \
+	core/journal.c \
 	core/linalg.c \
-	core/index.c
+	core/index.c \
+	core/snapshot.c
 
 SERVER_SRC := \
 	server/main.c \
@@ -44,6 +46,7 @@ SERVER_SRC := \
 
 TESTS := \
 	test_model \
+	test_journal \
 	test_index
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
