@@ -26,6 +26,7 @@ while [ $# -gt 0 ]; do
 done
 
 say() { printf 'setup: %s\n' "$*"; }
+fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 packages=(gcc g++ make pkg-config libc6-dev
           libmicrohttpd-dev libjansson-dev libopenblas-dev libfaiss-dev
@@ -46,15 +47,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     say "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get update -q || fail "apt-get update failed (network or sources?)"
+    apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        fail "could not install: ${missing[*]}"
 else
     say "Debian packages present"
 fi
 
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 if ls "/usr/lib/$multiarch"/libfaiss_c.* >/dev/null 2>&1; then
-    say "using the distribution's libfaiss_c"
+    say "using the distribution's libfaiss_c: nothing to build"
     exit 0
 fi
 
@@ -62,7 +64,7 @@ lib="$build/faiss_c/libfaiss_c.a"
 version=$(dpkg-query -W -f='${source:Version}' libfaiss-dev)
 stamp="$build/faiss_c/VERSION"
 if [ -f "$lib" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
-    say "FAISS C API $version already built in $lib"
+    say "FAISS C API $version already built in $lib: nothing to do"
     exit 0
 fi
 
@@ -84,23 +86,28 @@ aptopts=(-o "Dir::Etc::sourcelist=$work/src.list"
          -o "Dir::Etc::sourceparts=$work/parts"
          -o "Dir::State::Lists=$work/lists"
          -o "APT::Sandbox::User=root")
-apt-get "${aptopts[@]}" update -q >/dev/null
+apt-get "${aptopts[@]}" update -q >/dev/null ||
+    fail "apt-get update of the deb-src lists failed"
 (cd "$work" && apt-get "${aptopts[@]}" source --download-only -q \
-    "faiss=$version" >/dev/null)
-orig=$(ls "$work"/faiss_*.orig.tar.* | head -n 1)
+    "faiss=$version" >/dev/null) ||
+    fail "could not fetch Debian's source package faiss=$version"
+orig=$(ls "$work"/faiss_*.orig.tar.* 2>/dev/null | head -n 1)
+[ -n "$orig" ] || fail "no faiss_*.orig.tar.* in the source package"
 tar -C "$work" -xf "$orig"
-src=$(ls -d "$work"/faiss-*/c_api | head -n 1)
+src=$(ls -d "$work"/faiss-*/c_api 2>/dev/null | head -n 1)
+[ -n "$src" ] || fail "no c_api/ directory in $(basename "$orig")"
 
-mkdir -p "$build/faiss_c/obj"
-rm -f "$build/faiss_c/obj"/*.o
-for f in "$src"/*.cpp "$src"/impl/*.cpp "$src"/utils/*.cpp; do
-    o="$build/faiss_c/obj/$(basename "${f%.cpp}").o"
-    g++ -std=c++17 -O2 -fPIC -fopenmp -w -c "$f" -o "$o" &
-    # two compilers at a time: the machine this targets has two cores
-    [ "$(jobs -r | wc -l)" -ge 2 ] && wait -n
-done
-wait
+obj="$build/faiss_c/obj"
+mkdir -p "$obj"
+rm -f "$obj"/*.o
+# One compiler per core. xargs exits non-zero when any compile fails, and
+# then set -e stops here: no library and no stamp from a partial build.
+printf '%s\0' "$src"/*.cpp "$src"/impl/*.cpp "$src"/utils/*.cpp |
+    xargs -0 -n 1 -P "$(nproc)" sh -c \
+        'g++ -std=c++17 -O2 -fPIC -fopenmp -w -c "$1" \
+             -o "$0/$(basename "${1%.cpp}").o"' "$obj" ||
+    fail "compiling the FAISS C API failed"
 rm -f "$lib"
-ar rcs "$lib" "$build/faiss_c/obj"/*.o
+ar rcs "$lib" "$obj"/*.o
 echo "$version" > "$stamp"
-say "built $lib ($(ls "$build/faiss_c/obj" | wc -l) objects)"
+say "built $lib ($(ls "$obj" | wc -l) objects)"
