@@ -35,6 +35,8 @@ CORE_SRC := \
 	core/crc32c.c \
 	core/model.c \
 	core/writer.c \
+	core/bpe.c \
+	core/unicode_tables.c \
 	core/journal.c \
 	core/linalg.c \
 	core/index.c \
