@@ -40,11 +40,20 @@ CORE_SRC := \
 	core/journal.c \
 	core/linalg.c \
 	core/index.c \
+	core/expr.c \
+	core/query.c \
+	core/eval.c \
 	core/snapshot.c
 
 SERVER_SRC := \
 	server/main.c \
-	server/cmd_model.c
+	server/cmd_model.c \
+	server/convert.c \
+	server/fmt_text.c \
+	server/fmt_w2vbin.c \
+	server/fmt_wink.c \
+	server/fmt_safetensors.c \
+	server/cmd_export.c
 
 TESTS := \
 	test_model \
