@@ -48,6 +48,7 @@ CORE_SRC := \
 SERVER_SRC := \
 	server/main.c \
 	server/cmd_model.c \
+	server/cmd_query.c \
 	server/convert.c \
 	server/fmt_text.c \
 	server/fmt_w2vbin.c \

@@ -25,6 +25,8 @@ static const struct command commands[] = {
     {"convert", cmd_convert,
      "convert word2vec, GloVe, fastText, safetensors, wink JSON"},
     {"export", cmd_export, "write a model as word2vec text or binary"},
+    {"query", cmd_query, "nearest words of a word or an expression"},
+    {"eval", cmd_eval, "analogy accuracy and word-pair correlations"},
 };
 
 static void
