@@ -28,7 +28,10 @@ struct semd_index {
     uint32_t dims;
     const float *matrix;
     float *inv_norms; /* 1 / norm of each row, 0 for a zero row */
+    const int8_t *q8codes; /* the model's 8-bit unit rows (see semd.h) */
+    const float *q8aux;
     int exact;
+    int simd; /* nonzero: the AVX2 kernels (checked at open) */
 };
 
 /* ------------------------------------------------------------- top k */
@@ -248,6 +251,318 @@ exact_blas(const struct semd_index *ix, const float *unit,
     return 0;
 }
 
+
+/* ------------------------------------------------ exact search over Q8 */
+
+/*
+ * The model carries an 8-bit copy of the unit rows: u ~ s_r * c_r with
+ * |u_i - s_r c_ri| <= s_r / 2 and l1_r = s_r * sum |c_ri|. The unit query x
+ * is quantised the same way with its own step t: x ~ t * q. Then
+ *
+ *   u.x - s_r t (c_r . q) = sum_i (u_i - s_r c_ri) x_i
+ *                           + s_r sum_i c_ri (x_i - t q_i)
+ *
+ * so |u.x - s_r t (c_r . q)| <= s_r/2 * ||x||_1 + l1_r * t/2 (plus float
+ * rounding, covered by SLACK). The integer dot c_r . q is exact. A scan
+ * over the codes (a quarter of the matrix's bytes) gives every row an
+ * interval [lb, ub] holding its exact cosine. The (k + excluded)-th best
+ * lower bound T is a score that at least k admissible rows reach, so a row
+ * whose upper bound is below T cannot be in the answer; every other row is
+ * rescored exactly from the raw matrix. The answer is therefore the exact
+ * top k (ties at T included), with one read of the codes and a few hundred
+ * raw rows instead of one read of the whole matrix.
+ */
+
+/* Absolute allowance for float rounding in the bound and in the exact
+ * rescoring (a few ulps per term of a dims-long dot product). */
+static float
+slack(uint32_t dims)
+{
+    return 1e-4f + 8.0f * (float)dims * FLT_EPSILON;
+}
+
+/* A bounded min-heap of lower bounds: the root is the kk-th best. */
+struct lbheap {
+    float *v;
+    size_t n, k;
+};
+
+static void
+lb_push(struct lbheap *h, float x)
+{
+    if (h->n < h->k) {
+        size_t i = h->n++;
+        h->v[i] = x;
+        while (i > 0) {
+            size_t p = (i - 1) / 2;
+            if (h->v[p] <= h->v[i])
+                break;
+            float t = h->v[p];
+            h->v[p] = h->v[i];
+            h->v[i] = t;
+            i = p;
+        }
+        return;
+    }
+    if (x <= h->v[0])
+        return;
+    h->v[0] = x;
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < h->n && h->v[l] < h->v[w])
+            w = l;
+        if (r < h->n && h->v[r] < h->v[w])
+            w = r;
+        if (w == i)
+            break;
+        float t = h->v[i];
+        h->v[i] = h->v[w];
+        h->v[w] = t;
+        i = w;
+    }
+}
+
+static float
+lb_floor(const struct lbheap *h)
+{
+    return h->n < h->k ? -INFINITY : h->v[0];
+}
+
+struct cand {
+    uint64_t row;
+    float ub;
+};
+
+/* State of one scan over the codes. */
+struct q8scan {
+    const struct semd_index *ix;
+    const int8_t *q;  /* the quantised query, padded with zeros */
+    uint32_t dpad;    /* dims rounded up to 32 */
+    float st, hx, ht, eps; /* t, ||x||_1 / 2, t / 2, slack */
+    float floor0;     /* min_similarity or -inf */
+    struct lbheap lb;
+    struct cand *c;
+    size_t nc, cap;
+    int oom;
+};
+
+static float
+cand_floor(const struct q8scan *sc)
+{
+    float t = lb_floor(&sc->lb);
+    return t > sc->floor0 ? t : sc->floor0;
+}
+
+/* Records one row's bounds: its lower bound may raise the threshold, its
+ * upper bound may make it a candidate. */
+static void
+q8_note(struct q8scan *sc, uint64_t r, float lbv, float ubv)
+{
+    if (lbv > lb_floor(&sc->lb))
+        lb_push(&sc->lb, lbv);
+    if (ubv >= cand_floor(sc)) {
+        if (sc->nc == sc->cap) {
+            size_t cap = sc->cap ? 2 * sc->cap : 1024;
+            struct cand *c = realloc(sc->c, cap * sizeof *c);
+            if (!c) {
+                sc->oom = 1;
+                return;
+            }
+            sc->c = c;
+            sc->cap = cap;
+        }
+        sc->c[sc->nc].row = r;
+        sc->c[sc->nc].ub = ubv;
+        sc->nc++;
+    }
+}
+
+static void
+q8_row_scalar(struct q8scan *sc, uint64_t r)
+{
+    const struct semd_index *ix = sc->ix;
+    const int8_t *c = ix->q8codes + r * ix->dims;
+    int32_t d = 0;
+    for (uint32_t i = 0; i < ix->dims; i++)
+        d += (int32_t)c[i] * sc->q[i];
+    float scale = ix->q8aux[2 * r], l1 = ix->q8aux[2 * r + 1];
+    float a = scale * sc->st * (float)d;
+    float b = scale * sc->hx + l1 * sc->ht + sc->eps;
+    q8_note(sc, r, a - b, a + b);
+}
+
+static void
+q8_scan_scalar(struct q8scan *sc, uint64_t r0, uint64_t r1)
+{
+    for (uint64_t r = r0; r < r1; r++)
+        q8_row_scalar(sc, r);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_AVX2_KERNEL 1
+
+/* Rows [r0, r1) in groups of 8; r1 - r0 is a multiple of 8 and every row
+ * may be read dpad bytes long (the caller keeps the last rows for the
+ * scalar loop). The signed codes times the signed query go through
+ * maddubs as |c| (unsigned) times sign(q, c): pairs of products stay
+ * within 2 * 127 * 127 < 32767, so nothing saturates. */
+__attribute__((target("avx2"))) static void
+q8_scan_avx2(struct q8scan *sc, uint64_t r0, uint64_t r1)
+{
+    const struct semd_index *ix = sc->ix;
+    const uint32_t dims = ix->dims, nch = sc->dpad / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256 vst = _mm256_set1_ps(sc->st), vhx = _mm256_set1_ps(sc->hx);
+    const __m256 vht = _mm256_set1_ps(sc->ht), veps = _mm256_set1_ps(sc->eps);
+    for (uint64_t r = r0; r < r1; r += 8) {
+        const int8_t *base = ix->q8codes + r * dims;
+        __m256i acc[8];
+        for (int j = 0; j < 8; j++)
+            acc[j] = _mm256_setzero_si256();
+        for (uint32_t ch = 0; ch < nch; ch++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(sc->q + 32 * ch));
+            for (int j = 0; j < 8; j++) {
+                __m256i c = _mm256_loadu_si256(
+                    (const __m256i *)(base + (size_t)j * dims + 32 * ch));
+                __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(c),
+                                                 _mm256_sign_epi8(q, c));
+                acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m256i s01 = _mm256_hadd_epi32(acc[0], acc[1]);
+        __m256i s23 = _mm256_hadd_epi32(acc[2], acc[3]);
+        __m256i s45 = _mm256_hadd_epi32(acc[4], acc[5]);
+        __m256i s67 = _mm256_hadd_epi32(acc[6], acc[7]);
+        __m256i s03 = _mm256_hadd_epi32(s01, s23);
+        __m256i s47 = _mm256_hadd_epi32(s45, s67);
+        __m256i dot = _mm256_add_epi32(_mm256_permute2x128_si256(s03, s47, 0x20),
+                                       _mm256_permute2x128_si256(s03, s47, 0x31));
+        /* aux holds {scale, l1} pairs: split them into two vectors */
+        __m256 a0 = _mm256_loadu_ps(ix->q8aux + 2 * r);
+        __m256 a1 = _mm256_loadu_ps(ix->q8aux + 2 * r + 8);
+        __m256 scale = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(a0, a1, 0x88)), 0xd8));
+        __m256 l1 = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(a0, a1, 0xdd)), 0xd8));
+        __m256 approx = _mm256_mul_ps(_mm256_mul_ps(scale, vst),
+                                      _mm256_cvtepi32_ps(dot));
+        __m256 bound = _mm256_add_ps(
+            _mm256_add_ps(_mm256_mul_ps(scale, vhx), _mm256_mul_ps(l1, vht)),
+            veps);
+        __m256 lbv = _mm256_sub_ps(approx, bound);
+        __m256 ubv = _mm256_add_ps(approx, bound);
+        int m = _mm256_movemask_ps(
+                    _mm256_cmp_ps(lbv, _mm256_set1_ps(lb_floor(&sc->lb)),
+                                  _CMP_GT_OQ))
+                | _mm256_movemask_ps(
+                    _mm256_cmp_ps(ubv, _mm256_set1_ps(cand_floor(sc)),
+                                  _CMP_GE_OQ));
+        if (m) {
+            float l[8], u[8];
+            _mm256_storeu_ps(l, lbv);
+            _mm256_storeu_ps(u, ubv);
+            for (int j = 0; j < 8; j++)
+                if (m & (1 << j))
+                    q8_note(sc, r + (uint64_t)j, l[j], u[j]);
+        }
+    }
+}
+#else
+#define HAVE_AVX2_KERNEL 0
+#endif
+
+static int
+simd_available(void)
+{
+#if HAVE_AVX2_KERNEL
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static int
+exact_q8(const struct semd_index *ix, const float *unit,
+         const struct semd_search *s, const struct excl *ex,
+         struct semd_hit *hits, uint32_t *n_hits, struct semd_err *err)
+{
+    const uint32_t dims = ix->dims;
+    uint64_t n = scan_rows(ix, s);
+    struct q8scan sc = {0};
+    sc.ix = ix;
+    sc.dpad = (dims + 31) / 32 * 32;
+    sc.eps = slack(dims);
+    sc.floor0 = s->use_min_similarity ? s->min_similarity : -INFINITY;
+    sc.lb.k = (size_t)s->k + ex->n;
+    int8_t *q = calloc(sc.dpad, 1);
+    sc.lb.v = malloc(sc.lb.k * sizeof *sc.lb.v);
+    struct semd_hit *heap = malloc(s->k * sizeof *heap);
+    int rc = 0;
+    if (!q || !sc.lb.v || !heap) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory to search");
+        goto out;
+    }
+    float mx = 0, l1 = 0;
+    for (uint32_t i = 0; i < dims; i++) {
+        float a = fabsf(unit[i]);
+        l1 += a;
+        mx = a > mx ? a : mx;
+    }
+    float t = mx / 127.0f, inv = 127.0f / mx;
+    for (uint32_t i = 0; i < dims; i++) {
+        long v = lrintf(unit[i] * inv);
+        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    sc.q = q;
+    sc.st = t;
+    sc.hx = 0.5f * l1 * (1.0f + 1e-6f);
+    sc.ht = 0.5f * t;
+
+    /* The AVX2 kernel reads dpad bytes from each row's start: stop it
+     * where that would pass the end of the codes. */
+    uint64_t nsimd = 0;
+    if (ix->simd && n >= 8) {
+        uint64_t total = ix->rows * dims;
+        nsimd = n / 8 * 8;
+        while (nsimd > 0 && (nsimd - 1) * dims + sc.dpad > total)
+            nsimd -= 8;
+    }
+#if HAVE_AVX2_KERNEL
+    if (nsimd)
+        q8_scan_avx2(&sc, 0, nsimd);
+#endif
+    q8_scan_scalar(&sc, nsimd, n);
+    if (sc.oom) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %zu candidates",
+                          sc.nc);
+        goto out;
+    }
+
+    float floor = cand_floor(&sc);
+    struct topk tk = {heap, 0, s->k};
+    for (size_t i = 0; i < sc.nc; i++) {
+        const struct cand *c = &sc.c[i];
+        if (c->ub < floor || c->ub < topk_floor(&tk))
+            continue;
+        if (ex->n && excl_has(ex, c->row))
+            continue;
+        float v = linalg_dot(ix->matrix + c->row * dims, unit, dims)
+                  * ix->inv_norms[c->row];
+        if (s->use_min_similarity && v < s->min_similarity)
+            continue;
+        topk_push(&tk, c->row, v);
+    }
+    *n_hits = topk_finish(&tk, hits);
+out:
+    free(q);
+    free(sc.lb.v);
+    free(sc.c);
+    free(heap);
+    return rc;
+}
+
 int
 semd_index_search(const struct semd_index *ix, const float *query,
                   const struct semd_search *s, struct semd_hit *hits,
@@ -265,7 +580,10 @@ semd_index_search(const struct semd_index *ix, const float *query,
     if (excl_init(&ex, s))
         return semd_err_set(err, SEMD_ENOMEM, "no memory for %zu exclusions",
                             s->n_exclude);
-    rc = exact_blas(ix, unit, s, &ex, hits, n_hits, err);
+    if (ix->q8codes && (uint64_t)s->k + ex.n < scan_rows(ix, s))
+        rc = exact_q8(ix, unit, s, &ex, hits, n_hits, err);
+    else
+        rc = exact_blas(ix, unit, s, &ex, hits, n_hits, err);
     free(ex.rows);
     return rc;
 }
@@ -328,6 +646,8 @@ semd_index_open(struct semd_index **out, const struct semd_model *m,
         semd_index_close(ix);
         return semd_err_set(err, SEMD_ENOMEM, "no memory for an index");
     }
+    semd_model_q8(m, &ix->q8codes, &ix->q8aux);
+    ix->simd = simd_available();
     const float *norms = semd_model_norms(m);
     for (uint64_t r = 0; r < ix->rows; r++)
         ix->inv_norms[r] = norms[r] > 0 ? 1.0f / norms[r] : 0.0f;
@@ -361,4 +681,10 @@ const struct semd_model *
 semd_index_model(const struct semd_index *ix)
 {
     return ix->m;
+}
+
+void
+index_set_simd(struct semd_index *ix, int on)
+{
+    ix->simd = on && simd_available();
 }

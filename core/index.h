@@ -6,4 +6,8 @@
 
 #include "semd.h"
 
+/* Turns the AVX2 kernels off (on = 0) or back on where the CPU has them,
+ * so tests can compare both paths. Not thread-safe: call before searching. */
+void index_set_simd(struct semd_index *ix, int on);
+
 #endif

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "index.h"
+
 static struct semd_model *
 open_model(const char *path)
 {
@@ -222,6 +224,115 @@ test_exact_options(void **state)
     semd_model_close(m);
 }
 
+
+/* Rows that stress the 8-bit bound: zero rows, rows with one huge
+ * component, exact duplicates (ties), tiny rows, near-copies of the query
+ * direction. */
+static const char *
+adversarial_model(const char *name, uint64_t rows, uint32_t dims)
+{
+    const char *path = t_path(name);
+    struct semd_writer *w;
+    struct semd_err err = {0};
+    struct semd_writer_opts o = {"test", name, SEMD_MODEL_COUNTS_ARE_RANKS};
+    if (semd_writer_open(&w, path, dims, &o, &err) != 0)
+        fail_msg("writer_open: %s", err.msg);
+    float *v = malloc(dims * sizeof *v), *dup = malloc(dims * sizeof *v);
+    uint64_t seed = 11;
+    for (uint32_t i = 0; i < dims; i++)
+        dup[i] = t_rand(&seed);
+    for (uint64_t r = 0; r < rows; r++) {
+        for (uint32_t i = 0; i < dims; i++)
+            v[i] = t_rand(&seed);
+        switch (r % 7) {
+        case 0: /* zero row */
+            memset(v, 0, dims * sizeof *v);
+            break;
+        case 1: /* one huge component */
+            v[r % dims] = 1e6f;
+            break;
+        case 2: /* the same row again and again: ties */
+            memcpy(v, dup, dims * sizeof *v);
+            break;
+        case 3: /* tiny */
+            for (uint32_t i = 0; i < dims; i++)
+                v[i] *= 1e-30f;
+            break;
+        case 4: /* the shared direction, slightly perturbed */
+            for (uint32_t i = 0; i < dims; i++)
+                v[i] = dup[i] + 1e-2f * v[i];
+            break;
+        }
+        char word[32];
+        int n = snprintf(word, sizeof word, "a%llu", (unsigned long long)r);
+        if (semd_writer_add(w, word, (size_t)n, v, 0, &err) != 0)
+            fail_msg("writer_add: %s", err.msg);
+    }
+    free(v);
+    free(dup);
+    if (semd_writer_finish(w, &err) != 0)
+        fail_msg("writer_finish: %s", err.msg);
+    return path;
+}
+
+static void
+test_exact_adversarial(void **state)
+{
+    (void)state;
+    const uint32_t dims = 45; /* not a multiple of 32: tails in the kernel */
+    struct semd_model *m = open_model(adversarial_model("adv.semd", 2001,
+                                                        dims));
+    struct semd_index *ix = open_index(m, NULL);
+    float q[45];
+    struct semd_hit hits[40], hits2[40];
+    uint64_t seed = 17;
+    for (int simd = 1; simd >= 0; simd--) {
+        index_set_simd(ix, simd);
+        for (int t = 0; t < 40; t++) {
+            if (t % 4 == 0)
+                memcpy(q, semd_model_row(m, 2), sizeof q); /* the dup row */
+            else if (t % 4 == 1)
+                memcpy(q, semd_model_row(m, 1 + 7 * (uint64_t)t), sizeof q);
+            else
+                random_query(q, dims, &seed);
+            struct semd_search s = {0};
+            s.k = 1 + (uint32_t)t % 37;
+            uint32_t n = 0;
+            assert_int_equal(semd_index_search(ix, q, &s, hits, &n, NULL), 0);
+            check_hits(m, q, &s, hits, n, 1e-5);
+            /* duplicated rows tie exactly: lower row first */
+            for (uint32_t i = 1; i < n; i++)
+                if (hits[i].score == hits[i - 1].score)
+                    assert_true(hits[i].row > hits[i - 1].row);
+            if (t % 4 == 0) {
+                assert_true(n >= 1);
+                assert_int_equal(hits[0].row, 2);
+                if (n >= 2)
+                    assert_int_equal(hits[1].row, 9);
+            }
+        }
+    }
+    /* both kernels give the same answer */
+    index_set_simd(ix, 1);
+    for (int t = 0; t < 10; t++) {
+        random_query(q, dims, &seed);
+        struct semd_search s = {0};
+        s.k = 25;
+        uint32_t n1 = 0, n2 = 0;
+        index_set_simd(ix, 1);
+        assert_int_equal(semd_index_search(ix, q, &s, hits, &n1, NULL), 0);
+        index_set_simd(ix, 0);
+        assert_int_equal(semd_index_search(ix, q, &s, hits2, &n2, NULL), 0);
+        assert_int_equal(n1, n2);
+        for (uint32_t i = 0; i < n1; i++) {
+            assert_int_equal(hits[i].row, hits2[i].row);
+            assert_true(hits[i].score == hits2[i].score);
+        }
+    }
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -261,6 +372,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exact_random),
         cmocka_unit_test(test_exact_options),
+        cmocka_unit_test(test_exact_adversarial),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
