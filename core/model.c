@@ -36,6 +36,11 @@
  *     Q8AUX   (8) f32[rows][2], scale and l1 of each quantised row
  *     SORTED  (9) u32[rows], row numbers ordered by their words' bytes
  *                 (memcmp order, shorter first on a tie): prefix look-up
+ *   optional sections (kinds 10 and up; a reader ignores kinds it does not
+ *   know, so older readers still open files that have them):
+ *     TOKENIZER (10) the byte-level BPE tokenizer that turns text into row
+ *                 numbers (token ids), laid out as described atop bpe.c;
+ *                 rows are then tokens. Opening only checks its header.
  *
  * Opening checks the header, its CRC, the sizes and the bounds of every
  * section: O(1) in the vocabulary size. The section CRCs are only checked
@@ -48,6 +53,7 @@
  */
 #include "semd.h"
 
+#include "bpe.h"
 #include "crc32c.h"
 #include "model.h"
 
@@ -77,6 +83,7 @@ struct semd_model {
     const int8_t *q8codes;
     const float *q8aux;
     const uint32_t *sorted;
+    struct semd_tokenizer *tokenizer; /* a view into the map, or NULL */
     struct {
         uint32_t crc;
         uint64_t offset, size;
@@ -118,7 +125,7 @@ expected_size(const struct semd_model_info *in, int kind, uint64_t capacity)
 
 static const char *const kind_names[SEC_KINDS] = {
     "?", "matrix", "norms", "counts", "word offsets", "strings", "hash",
-    "q8 codes", "q8 aux", "sorted words",
+    "q8 codes", "q8 aux", "sorted words", "tokenizer",
 };
 
 static int
@@ -200,7 +207,7 @@ check(struct semd_model *m, struct semd_err *err)
         m->sec[kind].offset = off;
         m->sec[kind].size = size;
     }
-    for (int k = 1; k < SEC_KINDS; k++)
+    for (int k = 1; k < SEC_REQUIRED; k++)
         if (m->sec[k].offset == 0)
             return fail(err, SEMD_EFORMAT, path,
                         "the %s section is missing", kind_names[k]);
@@ -216,7 +223,7 @@ check(struct semd_model *m, struct semd_err *err)
                     "bad hash capacity %llu for %llu rows",
                     (unsigned long long)m->capacity,
                     (unsigned long long)in->rows);
-    for (int k = 1; k < SEC_KINDS; k++) {
+    for (int k = 1; k < SEC_REQUIRED; k++) {
         uint64_t want = expected_size(in, k, m->capacity);
         if (want != UINT64_MAX && m->sec[k].size != want)
             return fail(err, SEMD_EFORMAT, path,
@@ -243,6 +250,13 @@ check(struct semd_model *m, struct semd_err *err)
                     "(%llu of %llu)",
                     (unsigned long long)m->wordoff[in->rows],
                     (unsigned long long)m->strings_size);
+    if (m->sec[SEC_TOKENIZER].offset != 0) {
+        struct semd_err e2 = {0};
+        if (bpe_view(&m->tokenizer, m->base + m->sec[SEC_TOKENIZER].offset,
+                     m->sec[SEC_TOKENIZER].size, &e2) != 0)
+            return fail(err, e2.code, path, "%s (offset %llu)", e2.msg,
+                        (unsigned long long)m->sec[SEC_TOKENIZER].offset);
+    }
     return 0;
 }
 
@@ -298,6 +312,7 @@ semd_model_close(struct semd_model *m)
 {
     if (!m)
         return;
+    semd_tokenizer_free(m->tokenizer);
     if (m->base)
         munmap((void *)m->base, m->size);
     free(m->path);
@@ -363,7 +378,18 @@ semd_model_verify(const struct semd_model *m, struct semd_err *err)
                         "vocabulary: bad word offsets at row %llu (offset %llu)",
                         (unsigned long long)r, (unsigned long long)a);
     }
+    if (m->tokenizer) {
+        struct semd_err e2 = {0};
+        if (bpe_check(m->tokenizer, &e2) != 0)
+            return fail(err, e2.code, m->path, "%s", e2.msg);
+    }
     return 0;
+}
+
+const struct semd_tokenizer *
+semd_model_tokenizer(const struct semd_model *m)
+{
+    return m->tokenizer;
 }
 
 int

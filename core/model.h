@@ -30,7 +30,9 @@ enum model_section {
     SEC_Q8CODES = 7, /* i8 rows x dims */
     SEC_Q8AUX = 8,   /* f32 rows x 2: scale, l1 */
     SEC_SORTED = 9,  /* u32 rows, the rows ordered by their words' bytes */
-    SEC_KINDS = 10   /* one past the last kind */
+    SEC_REQUIRED = 10, /* kinds below this one must be present */
+    SEC_TOKENIZER = 10, /* optional: a byte-level BPE tokenizer (bpe.c) */
+    SEC_KINDS = 11   /* one past the last kind */
 };
 
 /* Byte offsets of header fields. */

@@ -14,6 +14,7 @@
  */
 #include "semd.h"
 
+#include "bpe.h"
 #include "crc32c.h"
 #include "model.h"
 
@@ -51,6 +52,9 @@ struct semd_writer {
 
     uint32_t *slots;
     uint64_t capacity;
+
+    void *tokenizer; /* serialised tokenizer section, or NULL */
+    size_t tokenizer_size;
 
     unsigned char *wbuf; /* pending sequential rows */
     size_t wbuf_len;
@@ -165,7 +169,26 @@ semd_writer_abort(struct semd_writer *w)
     free(w->strings);
     free(w->slots);
     free(w->wbuf);
+    free(w->tokenizer);
     free(w);
+}
+
+int
+semd_writer_set_tokenizer(struct semd_writer *w,
+                          const struct semd_tokenizer *t,
+                          struct semd_err *err)
+{
+    const void *data;
+    size_t size;
+    bpe_blob(t, &data, &size);
+    void *copy = malloc(size);
+    if (!copy)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    memcpy(copy, data, size);
+    free(w->tokenizer);
+    w->tokenizer = copy;
+    w->tokenizer_size = size;
+    return 0;
 }
 
 uint64_t
@@ -550,6 +573,7 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
 {
     int rc;
     struct section sec[SEC_KINDS - 1];
+    unsigned nsec = SEC_REQUIRED - 1;
     unsigned char *hdr = NULL;
     uint32_t *hash = NULL;
     uint64_t end = 0;
@@ -599,6 +623,10 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
                           &end, err)) ||
         (rc = put_sorted(w, &sec[8], &end, err)))
         goto fail;
+    if (w->tokenizer &&
+        (rc = put_section(w, &sec[nsec++], SEC_TOKENIZER, w->tokenizer,
+                          w->tokenizer_size, &end, err)))
+        goto fail;
 
     hdr = calloc(1, MODEL_HEADER_SIZE);
     if (!hdr) {
@@ -612,14 +640,14 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
     wr32(hdr + HDR_DIMS, w->dims);
     wr32(hdr + HDR_DTYPE, SEMD_DTYPE_F32);
     wr32(hdr + HDR_FLAGS, w->flags);
-    wr32(hdr + HDR_NSECTIONS, SEC_KINDS - 1);
+    wr32(hdr + HDR_NSECTIONS, nsec);
     wr64(hdr + HDR_CREATED, (uint64_t)time(NULL));
     wr64(hdr + HDR_FILE_SIZE, end);
     memcpy(hdr + HDR_SOURCE_FORMAT, w->source_format,
            strnlen(w->source_format, 31));
     memcpy(hdr + HDR_SOURCE, w->source, strnlen(w->source, 159));
     uint32_t all = 0;
-    for (unsigned i = 0; i < SEC_KINDS - 1; i++) {
+    for (unsigned i = 0; i < nsec; i++) {
         unsigned char *e = hdr + HDR_SECTIONS + i * SEC_ENTRY_SIZE;
         wr32(e, sec[i].kind);
         wr32(e + 4, sec[i].crc);
