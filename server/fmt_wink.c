@@ -40,6 +40,7 @@ static const char *const tok_names[] = {
 struct lex {
     struct src *s;
     uint64_t off;          /* byte offset of the current token */
+    int eof_ok;            /* the end of the file is a token, not an error */
     char str[MAX_STRING + 8]; /* the current string, NUL-terminated */
     size_t len;
     char num[MAX_NUMBER + 1]; /* the current number's text */
@@ -179,7 +180,7 @@ lex_next(struct lex *l, enum tok *t, struct semd_err *err)
     l->off = src_offset(l->s) - (c >= 0);
     switch (c) {
     case -1:
-        if (l->s->ioerr)
+        if (l->s->ioerr || !l->eof_ok)
             return src_eof_error(l->s, err, NULL);
         *t = T_EOF;
         return 0;
@@ -214,8 +215,9 @@ lex_next(struct lex *l, enum tok *t, struct semd_err *err)
         char word[8];
         size_t n = 0;
         word[n++] = (char)c;
-        while (n < sizeof word - 1 && (c = src_peekc(l->s)) >= 'a' &&
-               c <= 'z')
+        int d;
+        while (n < sizeof word - 1 && (d = src_peekc(l->s)) >= 'a' &&
+               d <= 'z')
             word[n++] = (char)src_getc(l->s);
         word[n] = '\0';
         if (!strcmp(word, "true") || !strcmp(word, "false") ||
@@ -223,6 +225,7 @@ lex_next(struct lex *l, enum tok *t, struct semd_err *err)
             *t = T_LITERAL;
             return 0;
         }
+        return lex_fail(l, err, "unexpected \"%s\" (not JSON?)", word);
     }
     if (c >= 0x20 && c < 0x7F)
         return lex_fail(l, err, "unexpected character '%c' (not JSON?)", c);
@@ -545,6 +548,7 @@ fmt_wink_convert(struct src *s, const struct conv_opts *o,
         return semd_err_set(err, SEMD_ENOMEM, "out of memory");
     l->s = s;
     l->off = 0;
+    l->eof_ok = 1;
     struct wink k = {.l = l, .o = o, .dims = -1, .l2idx = -1,
                      .wordidx = -1, .size = -1};
     progress_start(&k.prog, o->progress, s->size);
@@ -561,6 +565,7 @@ fmt_wink_convert(struct src *s, const struct conv_opts *o,
                       "object), found %s", tok_names[t]);
         goto fail;
     }
+    l->eof_ok = 0;
     int seen_vectors = 0;
     for (int first = 1;; first = 0) {
         if ((rc = lex_next(l, &t, err)) != 0)
@@ -574,8 +579,10 @@ fmt_wink_convert(struct src *s, const struct conv_opts *o,
         }
         char key[32];
         snprintf(key, sizeof key, "%.*s", SHOWN(l->len, 31), l->str);
+        uint64_t key_off = l->off;
         if ((rc = expect(l, T_COLON, err)) != 0)
             goto fail;
+        l->off = key_off; /* messages about the value name its key */
         if (!strcmp(key, "dimensions")) {
             rc = read_int_field(&k, key, &k.dims, err);
             if (!rc && (k.dims == 0 || k.dims > 65536))
@@ -608,6 +615,7 @@ fmt_wink_convert(struct src *s, const struct conv_opts *o,
             goto fail;
         }
     }
+    l->eof_ok = 1;
     if ((rc = lex_next(l, &t, err)) != 0)
         goto fail;
     if (t != T_EOF) {
