@@ -58,6 +58,7 @@ SERVER_SRC := \
 
 TESTS := \
 	test_model \
+	test_convert \
 	test_journal \
 	test_index
 
