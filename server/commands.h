@@ -13,4 +13,11 @@ int cmd_export(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
+int cmd_serve(int argc, char **argv);
+
+/* Sets the thread policy of the math libraries for a process whose
+ * requests run on pool threads (main.c); returns what was set, for the
+ * log. */
+const char *main_thread_policy(int pool_threads);
+
 #endif

@@ -20,6 +20,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"serve", cmd_serve, "serve a model over HTTP (JSON API, openapi.yaml)"},
     {"info", cmd_info, "show a model file's header (--json)"},
     {"verify", cmd_verify, "check every checksum of a model file"},
     {"convert", cmd_convert,
@@ -28,6 +29,25 @@ static const struct command commands[] = {
     {"query", cmd_query, "nearest words of a word or an expression"},
     {"eval", cmd_eval, "analogy accuracy and word-pair correlations"},
 };
+
+/* From OpenBLAS and OpenMP; declared here so that the thread policy is set
+ * in one place without including their headers. */
+void openblas_set_num_threads(int n);
+void omp_set_num_threads(int n);
+
+const char *
+main_thread_policy(int pool_threads)
+{
+    /* Requests already run on pool_threads threads: a BLAS or OpenMP
+     * team inside each would oversubscribe the cores. One pool thread
+     * (or a batch command) keeps the libraries' own threads. */
+    if (pool_threads > 1) {
+        openblas_set_num_threads(1);
+        omp_set_num_threads(1);
+        return "openblas_threads=1 omp_threads=1";
+    }
+    return "openblas_threads=default omp_threads=default";
+}
 
 static void
 usage(FILE *f)

@@ -333,6 +333,74 @@ test_exact_adversarial(void **state)
     semd_model_close(m);
 }
 
+
+/* The batch path (one SGEMM) agrees with single searches and the
+ * reference, with per-query options. */
+static void
+test_batch(void **state)
+{
+    (void)state;
+    const uint32_t dims = 29;
+    struct semd_model *m = open_model(t_random_model("batch.semd", 2500,
+                                                     dims, 8));
+    struct semd_index *ix = open_index(m, NULL);
+    enum { NQ = 300, KMAX = 30 };
+    float *q = malloc(NQ * dims * sizeof *q);
+    struct semd_search *s = calloc(NQ, sizeof *s);
+    struct semd_hit *hits = malloc(NQ * KMAX * sizeof *hits), one[KMAX];
+    uint32_t *n = calloc(NQ, sizeof *n);
+    uint64_t excl[NQ];
+    uint64_t seed = 23;
+    for (int simd = 1; simd >= 0; simd--) {
+        index_set_simd(ix, simd);
+        for (size_t i = 0; i < NQ; i++) {
+            random_query(q + i * dims, dims, &seed);
+            memset(&s[i], 0, sizeof s[i]);
+            s[i].k = 1 + (uint32_t)(i % KMAX);
+            if (i % 3 == 1)
+                s[i].restrict_rows = 100 + i;
+            if (i % 4 == 2) {
+                excl[i] = i % 50;
+                s[i].exclude = &excl[i];
+                s[i].n_exclude = 1;
+            }
+            if (i % 5 == 3) {
+                s[i].use_min_similarity = 1;
+                s[i].min_similarity = 0.4f;
+            }
+        }
+        struct semd_err err = {0};
+        assert_int_equal(semd_index_search_batch(ix, q, NQ, s, hits, n, &err),
+                         0);
+        for (size_t i = 0; i < NQ; i++) {
+            check_hits(m, q + i * dims, &s[i], hits + i * KMAX, n[i], 1e-5);
+            uint32_t n1 = 0;
+            assert_int_equal(semd_index_search(ix, q + i * dims, &s[i], one,
+                                               &n1, NULL), 0);
+            assert_true(n1 + 1 >= n[i] && n[i] + 1 >= n1);
+            for (uint32_t j = 0; j < n1 && j < n[i]; j++)
+                assert_true(fabsf(one[j].score - hits[i * KMAX + j].score)
+                            <= 1e-5f);
+        }
+        /* a small batch takes the single-query path */
+        assert_int_equal(semd_index_search_batch(ix, q, 5, s, hits, n, &err),
+                         0);
+        for (size_t i = 0; i < 5; i++)
+            check_hits(m, q + i * dims, &s[i], hits + i * KMAX, n[i], 1e-5);
+        /* a bad query names itself */
+        memset(q + 77 * dims, 0, dims * sizeof *q);
+        assert_int_equal(semd_index_search_batch(ix, q, NQ, s, hits, n, &err),
+                         SEMD_EINVAL);
+        assert_non_null(strstr(err.msg, "query 77"));
+    }
+    free(q);
+    free(s);
+    free(hits);
+    free(n);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -373,6 +441,7 @@ main(void)
         cmocka_unit_test(test_exact_random),
         cmocka_unit_test(test_exact_options),
         cmocka_unit_test(test_exact_adversarial),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,320 @@
+/*
+ * config.c - the flags of `semd serve`, in one table: name, environment
+ * variable, default and help. Each flag may also come from SEMD_<FLAG>
+ * (upper case, '-' as '_'); a flag on the command line wins. Token files
+ * are read here and refused when other users could read them.
+ *
+ * Called once by the main thread before any other thread starts.
+ */
+#include "serve.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum opt_kind { OPT_LISTEN, OPT_INT, OPT_SIZE, OPT_STR };
+
+struct opt {
+    const char *name;
+    enum opt_kind kind;
+    const char *def;
+    const char *arg;
+    const char *help;
+    long long min, max;
+};
+
+static const struct opt opts[] = {
+    {"listen", OPT_LISTEN, "127.0.0.1:8080", "HOST:PORT",
+     "address to listen on; port 0 picks a free port and prints it", 0, 0},
+    {"threads", OPT_INT, "0", "N",
+     "request threads, also scoring threads; 0: one per core", 0, 1024},
+    {"index", OPT_STR, "Flat", "FACTORY",
+     "index: Flat (exact) or a FAISS factory string such as HNSW32", 0, 0},
+    {"max-body", OPT_SIZE, "1048576", "BYTES",
+     "largest request body accepted (413 above)", 64, 1ll << 30},
+    {"max-k", OPT_INT, "1000", "N", "largest k (neighbours per query)", 1,
+     1000000},
+    {"max-batch", OPT_INT, "256", "N",
+     "most queries in one request and in one scoring batch", 1, 100000},
+    {"max-connections", OPT_INT, "1024", "N",
+     "most connections open at once", 1, 1000000},
+    {"timeout", OPT_INT, "30", "SECONDS",
+     "a connection idle this long is closed (a stalled upload too)", 1,
+     86400},
+    {"token-file", OPT_STR, "", "PATH",
+     "file holding the bearer token for writes; none: writes refused", 0, 0},
+    {"read-token-file", OPT_STR, "", "PATH",
+     "file holding the bearer token for reads; none: reads open", 0, 0},
+};
+
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: semd serve MODEL [FLAGS]\n\n"
+               "Serves MODEL's neighbours, similarities and analogies as JSON "
+               "over HTTP (see openapi.yaml).\n"
+               "Every flag may also be set as an environment variable; the "
+               "flag wins.\n\nflags:\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char flag[64], env[64];
+        snprintf(flag, sizeof flag, "--%s %s", opts[i].name, opts[i].arg);
+        snprintf(env, sizeof env, "SEMD_%s", opts[i].name);
+        for (char *p = env; *p; p++)
+            *p = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z'
+                                          ? *p - 'a' + 'A' : *p);
+        fprintf(f, "  %-26s %s\n  %-26s default: %s; env %s\n", flag,
+                opts[i].help, "", *opts[i].def ? opts[i].def : "(none)",
+                env);
+    }
+    fprintf(f, "  %-26s %s\n", "--help", "this text");
+    fprintf(f, "\nThe model may also be given as SEMD_MODEL. Signals: SIGHUP "
+               "reloads the model and index,\nSIGTERM and SIGINT finish "
+               "the requests in flight and exit.\n");
+}
+
+static int
+parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int
+parse_size(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    long long mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1024 * 1024, end++;
+    if (*end || v > max / mul || v * mul < min || v * mul > max)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int
+set(struct config *c, const struct opt *o, const char *val, const char *from)
+{
+    long long v = 0;
+    switch (o->kind) {
+    case OPT_LISTEN: {
+        const char *colon = strrchr(val, ':');
+        if (!colon || colon == val || (size_t)(colon - val) >= sizeof c->host
+            || parse_int(colon + 1, 0, 65535, &v) != 0)
+            goto bad;
+        const char *h = val;
+        size_t hl = (size_t)(colon - val);
+        if (h[0] == '[' && h[hl - 1] == ']')
+            h++, hl -= 2;
+        memcpy(c->host, h, hl);
+        c->host[hl] = 0;
+        c->port = (int)v;
+        return 0;
+    }
+    case OPT_INT:
+        if (parse_int(val, o->min, o->max, &v) != 0)
+            goto bad;
+        break;
+    case OPT_SIZE:
+        if (parse_size(val, o->min, o->max, &v) != 0)
+            goto bad;
+        break;
+    case OPT_STR: {
+        char **dst = !strcmp(o->name, "index") ? &c->index
+                     : !strcmp(o->name, "token-file") ? &c->token_file
+                                                      : &c->read_token_file;
+        free(*dst);
+        *dst = *val ? strdup(val) : NULL;
+        if (*val && !*dst)
+            goto bad;
+        return 0;
+    }
+    }
+    if (!strcmp(o->name, "threads"))
+        c->threads = (int)v;
+    else if (!strcmp(o->name, "max-body"))
+        c->max_body = (size_t)v;
+    else if (!strcmp(o->name, "max-k"))
+        c->max_k = (uint32_t)v;
+    else if (!strcmp(o->name, "max-batch"))
+        c->max_batch = (uint32_t)v;
+    else if (!strcmp(o->name, "max-connections"))
+        c->max_connections = (unsigned)v;
+    else if (!strcmp(o->name, "timeout"))
+        c->timeout = (unsigned)v;
+    return 0;
+bad:
+    if (o->kind == OPT_INT || o->kind == OPT_SIZE)
+        fprintf(stderr, "semd serve: %s: '%s' is not a number in %lld..%lld\n",
+                from, val, o->min, o->max);
+    else
+        fprintf(stderr, "semd serve: %s: invalid value '%s' (want %s)\n",
+                from, val, o->arg);
+    return -1;
+}
+
+int
+config_parse(struct config *c, int argc, char **argv)
+{
+    memset(c, 0, sizeof *c);
+    /* defaults, then the environment, then the flags */
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (set(c, &opts[i], opts[i].def, "default") != 0)
+            return 2;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char env[64];
+        snprintf(env, sizeof env, "SEMD_%s", opts[i].name);
+        for (char *p = env; *p; p++)
+            *p = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z'
+                                          ? *p - 'a' + 'A' : *p);
+        const char *v = getenv(env);
+        if (v && set(c, &opts[i], v, env) != 0)
+            return 2;
+    }
+    c->model = getenv("SEMD_MODEL");
+    if (c->model && !*c->model)
+        c->model = NULL;
+    int have_model = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (a[0] != '-' || !a[1]) {
+            if (have_model) {
+                fprintf(stderr, "semd serve: unexpected argument '%s'\n", a);
+                return 2;
+            }
+            c->model = a;
+            have_model = 1;
+            continue;
+        }
+        const char *name = a + (a[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = NULL;
+        for (size_t k = 0; k < N_OPTS; k++)
+            if (strlen(opts[k].name) == nl && !strncmp(opts[k].name, name, nl))
+                o = &opts[k];
+        if (!o) {
+            fprintf(stderr, "semd serve: unknown flag '%s' (see --help)\n", a);
+            return 2;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "semd serve: --%s needs a value (%s)\n",
+                        o->name, o->arg);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        char from[80];
+        snprintf(from, sizeof from, "--%s", o->name);
+        if (set(c, o, val, from) != 0)
+            return 2;
+    }
+    if (!c->model) {
+        fprintf(stderr, "semd serve: no model given\n");
+        usage(stderr);
+        return 2;
+    }
+    if (c->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+    }
+    return 0;
+}
+
+static int
+read_token(const char *path, char **out, struct semd_err *err)
+{
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return semd_err_set(err, SEMD_EIO, "cannot open token file '%s': %s",
+                            path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return semd_err_set(err, SEMD_EIO, "token file '%s' is not a file",
+                            path);
+    }
+    if (st.st_mode & (S_IROTH | S_IWOTH)) {
+        fclose(f);
+        return semd_err_set(err, SEMD_EINVAL,
+                            "token file '%s' is readable by other users "
+                            "(mode %04o): anyone on this machine could use "
+                            "the token; chmod 600 it",
+                            path, (unsigned)(st.st_mode & 07777));
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int more = !feof(f) && fgetc(f) != EOF;
+    fclose(f);
+    if (more)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "token file '%s' is longer than %zu bytes", path,
+                            sizeof buf - 1);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+                     buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = 0;
+    if (n < 8 || strlen(buf) != n)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "token file '%s' must hold one token of at least "
+                            "8 bytes", path);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] <= ' ' || (unsigned char)buf[i] >= 127)
+            return semd_err_set(err, SEMD_EINVAL,
+                                "token file '%s' holds a space or a "
+                                "non-printable byte", path);
+    *out = strdup(buf);
+    return *out ? SEMD_OK : semd_err_set(err, SEMD_ENOMEM, "out of memory");
+}
+
+int
+config_load_tokens(struct config *c, struct semd_err *err)
+{
+    int rc;
+    if (c->token_file && (rc = read_token(c->token_file, &c->write_token,
+                                          err)) != 0)
+        return rc;
+    if (c->read_token_file && (rc = read_token(c->read_token_file,
+                                               &c->read_token, err)) != 0)
+        return rc;
+    return SEMD_OK;
+}
+
+void
+config_release(struct config *c)
+{
+    free(c->index);
+    free(c->token_file);
+    free(c->read_token_file);
+    if (c->write_token) {
+        memset(c->write_token, 0, strlen(c->write_token));
+        free(c->write_token);
+    }
+    if (c->read_token) {
+        memset(c->read_token, 0, strlen(c->read_token));
+        free(c->read_token);
+    }
+    memset(c, 0, sizeof *c);
+}

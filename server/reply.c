@@ -1,0 +1,155 @@
+/*
+ * reply.c - every response body: the success envelope
+ * {"result":..., "time_ms":..., "version":...} and the error body
+ * {"error":{"code","message",...}}, built in one place from one table of
+ * error codes and statuses (the shapes openapi.yaml defines). Server
+ * errors (5xx) carry a generic message and the request id; the detail
+ * goes to the log under that id.
+ *
+ * Pure functions of their arguments: called from any thread.
+ */
+#include "serve.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *code;
+    int status;
+} errors[ERR_COUNT] = {
+    [ERR_BAD_REQUEST] = {"bad_request", 400},
+    [ERR_INVALID_JSON] = {"invalid_json", 400},
+    [ERR_UNKNOWN_WORD] = {"unknown_word", 404},
+    [ERR_NOT_FOUND] = {"not_found", 404},
+    [ERR_METHOD] = {"method_not_allowed", 405},
+    [ERR_TOO_LARGE] = {"payload_too_large", 413},
+    [ERR_MEDIA_TYPE] = {"unsupported_media_type", 415},
+    [ERR_UNAUTHORIZED] = {"unauthorized", 401},
+    [ERR_FORBIDDEN] = {"forbidden", 403},
+    [ERR_NOT_READY] = {"not_ready", 503},
+    [ERR_OVERLOADED] = {"overloaded", 429},
+    [ERR_SHUTTING_DOWN] = {"shutting_down", 503},
+    [ERR_INTERNAL] = {"internal", 500},
+};
+
+int
+reply_status(enum api_error e)
+{
+    return errors[e].status;
+}
+
+const char *
+reply_code(enum api_error e)
+{
+    return errors[e].code;
+}
+
+void
+reply_ok(struct api_reply *rp, int status, json_t *result)
+{
+    json_decref(rp->result);
+    json_decref(rp->error);
+    rp->error = NULL;
+    rp->status = status;
+    rp->result = result ? result : json_null();
+}
+
+void
+reply_error(struct api_reply *rp, enum api_error e, json_t *words,
+            const char *fmt, ...)
+{
+    char msg[SEMD_ERR_MSG + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_decref(rp->result);
+    json_decref(rp->error);
+    rp->result = NULL;
+    rp->status = errors[e].status;
+    rp->error = json_pack("{s:s, s:s}", "code", errors[e].code, "message",
+                          msg);
+    if (rp->error && words)
+        json_object_set_new(rp->error, "words", words);
+    else
+        json_decref(words);
+}
+
+void
+reply_semd(struct api_reply *rp, int code, const struct semd_err *err,
+           json_t *words)
+{
+    const char *msg = err && err->msg[0] ? err->msg : semd_strerror(code);
+    switch (code) {
+    case SEMD_EINVAL:
+        reply_error(rp, ERR_BAD_REQUEST, words, "%s", msg);
+        break;
+    case SEMD_ENOWORD:
+        reply_error(rp, ERR_UNKNOWN_WORD, words, "%s", msg);
+        break;
+    case SEMD_EBUSY:
+        reply_error(rp, ERR_OVERLOADED, words, "%s", msg);
+        break;
+    case SEMD_ESHUTDOWN:
+        reply_error(rp, ERR_SHUTTING_DOWN, words, "%s", msg);
+        break;
+    default:
+        reply_error(rp, ERR_INTERNAL, words, "%s (%s)", msg,
+                    semd_strerror(code));
+        break;
+    }
+}
+
+char *
+reply_body(struct api_reply *rp, const char *request_id, double time_ms,
+           uint64_t version, size_t *len, const char **content_type)
+{
+    if (rp->text) {
+        char *t = rp->text;
+        *len = rp->text_len;
+        *content_type = rp->content_type ? rp->content_type : "text/plain";
+        rp->text = NULL;
+        return t;
+    }
+    json_t *o;
+    if (rp->error || !rp->result) {
+        if (!rp->error)
+            reply_error(rp, ERR_INTERNAL, NULL, "handler gave no reply");
+        if (rp->status >= 500) {
+            /* the detail was logged by the caller with this id */
+            json_object_set_new(rp->error, "message",
+                                json_sprintf("internal error; see the "
+                                             "server log for request %s",
+                                             request_id));
+        }
+        json_object_set_new(rp->error, "request_id", json_string(request_id));
+        o = json_pack("{s:O}", "error", rp->error);
+    } else {
+        o = json_pack("{s:O, s:f}", "result", rp->result, "time_ms",
+                      (double)(long long)(time_ms * 1000.0) / 1000.0);
+        if (o)
+            json_object_set_new(o, "version",
+                                version ? json_integer((json_int_t)version)
+                                        : json_null());
+    }
+    if (!o)
+        return NULL;
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                               JSON_REAL_PRECISION(9));
+    json_decref(o);
+    if (!s)
+        return NULL;
+    *len = strlen(s);
+    *content_type = "application/json";
+    return s;
+}
+
+void
+reply_release(struct api_reply *rp)
+{
+    json_decref(rp->result);
+    json_decref(rp->error);
+    free(rp->text);
+    memset(rp, 0, sizeof *rp);
+}

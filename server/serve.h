@@ -1,0 +1,240 @@
+/*
+ * serve.h - the parts of `semd serve` shared between server/ files: the
+ * configuration, the request and reply that handlers see (no
+ * libmicrohttpd types), the route table, replies, metrics, logging, the
+ * neighbour batcher and the HTTP front end. Grouped by the file that
+ * defines them.
+ */
+#ifndef SEMD_SERVE_H
+#define SEMD_SERVE_H
+
+#include "semd.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- config.c */
+
+struct config {
+    const char *model;
+    char host[256];
+    int port;
+    int threads;          /* request threads; also batcher threads */
+    char *index;          /* FAISS factory string, "Flat": exact */
+    size_t max_body;      /* bytes of a request body */
+    uint32_t max_k;
+    uint32_t max_batch;   /* queries in one POST and in one scoring batch */
+    unsigned max_connections;
+    unsigned timeout;     /* seconds a connection may stay idle */
+    char *token_file;
+    char *read_token_file;
+    char *write_token;    /* loaded from the files; never logged */
+    char *read_token;
+};
+
+/* Parses flags and SEMD_* variables (flags win) into c. Returns 0 to
+ * serve, 1 when --help was printed (exit 0), 2 on a usage error (printed
+ * to stderr). */
+int config_parse(struct config *c, int argc, char **argv);
+/* Reads the token files, refusing ones others can read. */
+int config_load_tokens(struct config *c, struct semd_err *err);
+void config_release(struct config *c);
+
+/* ------------------------------------------------------------------- log.c */
+
+/* One logfmt line on stderr: ts=... level=... msg="..." then fields. */
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Appends a logfmt value to buf, quoted when needed. */
+void log_quote(char *buf, size_t n, const char *s);
+
+/* ------------------------------------------------------------- routes.c */
+
+struct api_req;
+struct api_reply;
+typedef void (*api_fn)(struct api_req *rq, struct api_reply *rp);
+
+#define ROUTE_BODY 0x1u    /* takes a JSON body */
+#define ROUTE_WRITE 0x2u   /* needs the write token */
+#define ROUTE_PUBLIC 0x4u  /* open even when a read token is set */
+#define ROUTE_PARAM 0x8u   /* the path ends in one {param} segment */
+#define ROUTE_NOSNAP 0x10u /* answers without a snapshot */
+#define ROUTE_RAW 0x20u    /* reply is text, not the JSON envelope */
+
+#define ROUTE_LIMIT_DEFAULT ((size_t)-1) /* body limit: --max-body */
+
+struct route {
+    const char *method;
+    const char *path; /* with ROUTE_PARAM: the prefix before {param} */
+    api_fn fn;
+    size_t body_limit; /* bytes; 0: no body accepted */
+    unsigned flags;
+    const char *name;  /* for metrics and logs: the path template */
+};
+
+extern const struct route routes[];
+extern const size_t n_routes;
+
+/* Finds the route for method and path: 0 and *out, else 404 (no such
+ * path) or 405 (path known, method not; allow gets the methods it takes,
+ * comma-separated). For ROUTE_PARAM routes *param is the rest of path. */
+int route_find(const char *method, const char *path, const struct route **out,
+               const char **param, char *allow, size_t allow_n);
+
+/* -------------------------------------------------------------- reply.c */
+
+enum api_error {
+    ERR_BAD_REQUEST,
+    ERR_INVALID_JSON,
+    ERR_UNKNOWN_WORD,
+    ERR_NOT_FOUND,
+    ERR_METHOD,
+    ERR_TOO_LARGE,
+    ERR_MEDIA_TYPE,
+    ERR_UNAUTHORIZED,
+    ERR_FORBIDDEN,
+    ERR_NOT_READY,
+    ERR_OVERLOADED,
+    ERR_SHUTTING_DOWN,
+    ERR_INTERNAL,
+    ERR_COUNT
+};
+
+struct api_reply {
+    int status;
+    json_t *result;    /* 2xx: the "result" value, owned */
+    json_t *error;     /* otherwise: the "error" object, owned */
+    char *text;        /* ROUTE_RAW: the body, malloc'd, owned */
+    size_t text_len;
+    const char *content_type; /* ROUTE_RAW only; static */
+    int deferred;      /* the handler queued a batch job (rq->job) */
+};
+
+/* Success: takes over result (a new reference). */
+void reply_ok(struct api_reply *rp, int status, json_t *result);
+/* An error with its status from the code table; message is printf-like.
+ * words (may be NULL) lists unknown words, taken over. For 5xx codes the
+ * message only goes to the log, with the request id. */
+void reply_error(struct api_reply *rp, enum api_error e, json_t *words,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Maps a core error code (and its message) to a reply. */
+void reply_semd(struct api_reply *rp, int code, const struct semd_err *err,
+                json_t *words);
+int reply_status(enum api_error e);
+const char *reply_code(enum api_error e);
+/* Serialises the reply (envelope or error) into a malloc'd body. version 0
+ * is written as null. Returns NULL when out of memory. */
+char *reply_body(struct api_reply *rp, const char *request_id,
+                 double time_ms, uint64_t version, size_t *len,
+                 const char **content_type);
+void reply_release(struct api_reply *rp);
+
+/* ------------------------------------------------------------ metrics.c */
+
+struct server;
+void metrics_init(void);
+/* One finished request; route NULL when none matched. */
+void metrics_request(const struct route *route, int status, double seconds);
+void metrics_inflight(int delta);
+void metrics_batch(size_t n);
+/* The Prometheus text exposition, malloc'd. */
+char *metrics_render(struct server *srv, size_t *len);
+
+/* ------------------------------------------------------------ batcher.c */
+
+/* One exact neighbour query waiting to be scored with others. */
+struct batch_job {
+    struct semd_nquery q;            /* filled by the handler */
+    const struct semd_index *index;  /* jobs are grouped by index */
+    void (*done)(struct batch_job *j); /* builds the reply; batcher thread */
+    void (*wake)(void *arg);         /* resumes the request; set by http.c */
+    void *wake_arg;
+    struct api_req *rq;
+    struct api_reply *rp;
+    struct batch_job *next;
+};
+
+struct batcher;
+int batcher_start(struct batcher **out, int threads, size_t max_batch,
+                  struct semd_err *err);
+/* Queues j; SEMD_ESHUTDOWN once stopping. Never blocks on scoring. */
+int batcher_submit(struct batcher *b, struct batch_job *j);
+/* Finishes queued jobs, joins the threads, frees b. */
+void batcher_stop(struct batcher *b);
+
+/* --------------------------------------------------------- the server */
+
+struct server {
+    struct config *cfg;
+    struct semd_holder *holder;
+    struct batcher *batcher; /* NULL: score in the request thread */
+    double started;          /* seconds since the epoch */
+    volatile int draining;
+};
+
+#define API_MAX_ARGS 32
+
+struct api_arg {
+    const char *key;
+    const char *val; /* NUL-terminated, len bytes (may hold NULs) */
+    size_t len;
+};
+
+/* What a handler sees of a request. Everything is borrowed from the
+ * request context, which outlives the handler. */
+struct api_req {
+    struct server *srv;
+    const struct route *route;
+    const char *id;          /* request id, also in the log line */
+    const char *param;       /* ROUTE_PARAM: the decoded {param} */
+    struct api_arg args[API_MAX_ARGS];
+    size_t n_args;
+    json_t *json;            /* ROUTE_BODY: the parsed body */
+    struct semd_snapshot *snap; /* NULL only for ROUTE_NOSNAP routes */
+    struct batch_job *job;   /* set by a handler that defers */
+    void *scratch;           /* a handler's memory, freed with the
+                                request by scratch_free (NULL: free) */
+    void (*scratch_free)(void *scratch);
+};
+
+/* The query argument named key, or NULL. */
+const struct api_arg *api_arg(const struct api_req *rq, const char *key);
+
+/* ------------------------------------------------------ api_query.c */
+
+void api_neighbors_get(struct api_req *rq, struct api_reply *rp);
+void api_neighbors_post(struct api_req *rq, struct api_reply *rp);
+void api_similarity_get(struct api_req *rq, struct api_reply *rp);
+void api_similarity_post(struct api_req *rq, struct api_reply *rp);
+void api_analogy_get(struct api_req *rq, struct api_reply *rp);
+void api_analogy_post(struct api_req *rq, struct api_reply *rp);
+void api_odd_one_out(struct api_req *rq, struct api_reply *rp);
+void api_vector_get(struct api_req *rq, struct api_reply *rp);
+void api_vectors_post(struct api_req *rq, struct api_reply *rp);
+void api_words(struct api_req *rq, struct api_reply *rp);
+
+/* ------------------------------------------------------ api_admin.c */
+
+void api_health(struct api_req *rq, struct api_reply *rp);
+void api_ready(struct api_req *rq, struct api_reply *rp);
+void api_model(struct api_req *rq, struct api_reply *rp);
+void api_metrics(struct api_req *rq, struct api_reply *rp);
+void api_reload(struct api_req *rq, struct api_reply *rp);
+
+/* ---------------------------------------------------------------- http.c */
+
+struct http;
+/* Starts listening; *port gets the bound port (useful with port 0). */
+int http_start(struct http **out, struct server *srv, int *port,
+               struct semd_err *err);
+/* Stops accepting, waits up to grace_ms for in-flight requests, stops. */
+void http_stop(struct http *h, unsigned grace_ms);
+
+/* ------------------------------------------------------------ cmd_serve.c */
+
+/* Asks the main thread to reload the model and index (as SIGHUP does). */
+void serve_request_reload(void);
+
+#endif

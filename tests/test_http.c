@@ -1,0 +1,973 @@
+/*
+ * test_http.c - end-to-end tests of `semd serve`: the built binary runs as
+ * a child process on the 20k-word fixture, listening on 127.0.0.1 port 0;
+ * the tests talk plain HTTP/1.1 to it over loopback with the small client
+ * below.
+ *
+ * Cases are data where they can be: tests/http/cases/<name>/request holds
+ * a raw HTTP request and .../expect the expected status and JSON fields
+ * (see tests/http/README.md). Every response received is appended to a
+ * JSONL file that the contract test (tests/contract/validate.mjs) checks
+ * against openapi.yaml at the end.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRITE_TOKEN "w-0123456789abcdef"
+#define READ_TOKEN "r-fedcba9876543210"
+
+struct daemon {
+    pid_t pid;
+    int port;
+    char log[512];
+};
+
+static struct daemon main_d; /* write token set, reads open */
+static FILE *contract;       /* JSONL of every response */
+
+/* ---------------------------------------------------------------- client */
+
+struct resp {
+    int status;
+    char headers[4096];
+    char *body;
+    size_t len;
+    json_t *json; /* parsed body when it is JSON */
+};
+
+static void
+resp_free(struct resp *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+static double
+now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int
+dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static int
+send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Reads one response from fd. 0 on success, -1 if the connection closed
+ * or timed out before a whole response arrived. */
+static int
+read_resp(int fd, struct resp *r)
+{
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    char *end = NULL;
+    long clen = -1;
+    memset(r, 0, sizeof *r);
+    for (;;) {
+        if (end && clen >= 0 && len >= (size_t)(end + 4 - buf) + (size_t)clen)
+            break;
+        if (cap - len < 4096)
+            buf = realloc(buf, cap *= 2);
+        ssize_t k = recv(fd, buf + len, cap - len - 1, 0);
+        if (k <= 0) {
+            free(buf);
+            return -1;
+        }
+        len += (size_t)k;
+        buf[len] = 0;
+        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : -1;
+            if (clen < 0) {
+                free(buf);
+                return -1;
+            }
+        }
+    }
+    size_t hl = (size_t)(end - buf);
+    r->status = atoi(buf + 9);
+    snprintf(r->headers, sizeof r->headers, "%.*s", (int)hl, buf);
+    r->len = (size_t)clen;
+    r->body = malloc(r->len + 1);
+    memcpy(r->body, end + 4, r->len);
+    r->body[r->len] = 0;
+    free(buf);
+    if (strcasestr(r->headers, "Content-Type: application/json"))
+        r->json = json_loadb(r->body, r->len, 0, NULL);
+    return 0;
+}
+
+/* Appends (method, path, status, content type, body) for the contract
+ * test. */
+static void
+record(const char *method, const char *target, const struct resp *r)
+{
+    if (!contract)
+        return;
+    char path[2048];
+    snprintf(path, sizeof path, "%s", target);
+    char *q = strchr(path, '?');
+    if (q)
+        *q = 0;
+    const char *ct = strcasestr(r->headers, "\r\nContent-Type:");
+    char ctype[128] = "";
+    if (ct)
+        sscanf(ct + 15, " %127[^\r]", ctype);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "method", method, "path",
+                          path, "status", r->status, "content_type", ctype);
+    json_object_set(o, "body", r->json ? r->json : json_string(r->body));
+    if (!r->json)
+        json_decref(json_object_get(o, "body"));
+    char *line = json_dumps(o, JSON_COMPACT);
+    fprintf(contract, "%s\n", line);
+    fflush(contract);
+    free(line);
+    json_decref(o);
+}
+
+/* Sends raw request bytes on a new connection and reads the reply. */
+static int
+raw(int port, const char *req, size_t n, struct resp *r)
+{
+    int fd = dial(port);
+    if (fd < 0)
+        return -1;
+    send_all(fd, req, n);
+    int rc = read_resp(fd, r);
+    close(fd);
+    if (rc == 0) {
+        char method[16] = "", target[2048] = "";
+        sscanf(req, "%15s %2047s", method, target);
+        record(method, target, r);
+    }
+    return rc;
+}
+
+static int
+request(int port, const char *method, const char *target, const char *ctype,
+        const char *body, const char *token, struct resp *r)
+{
+    size_t bl = body ? strlen(body) : 0;
+    size_t cap = 4096 + bl + strlen(target);
+    char *req = malloc(cap);
+    int n = snprintf(req, cap,
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Connection: close\r\n%s%s%s%s%s",
+                     method, target, ctype ? "Content-Type: " : "",
+                     ctype ? ctype : "", ctype ? "\r\n" : "",
+                     token ? "Authorization: Bearer " : "",
+                     token ? token : "");
+    if (token)
+        n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    if (body)
+        n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n",
+                      bl);
+    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    if (body)
+        memcpy(req + n, body, bl);
+    int rc = raw(port, req, (size_t)n + bl, r);
+    free(req);
+    return rc;
+}
+
+static void
+get(const char *target, struct resp *r)
+{
+    if (request(main_d.port, "GET", target, NULL, NULL, NULL, r) != 0)
+        fail_msg("GET %s: no response", target);
+}
+
+static void
+post(const char *target, const char *body, struct resp *r)
+{
+    if (request(main_d.port, "POST", target, "application/json", body, NULL,
+                r) != 0)
+        fail_msg("POST %s: no response", target);
+}
+
+/* The value at a path such as result.neighbors[0].word. */
+static json_t *
+at(json_t *v, const char *path)
+{
+    char key[256];
+    const char *p = path;
+    while (v && *p) {
+        if (*p == '.') {
+            p++;
+            continue;
+        }
+        if (*p == '[') {
+            char *e;
+            long i = strtol(p + 1, &e, 10);
+            v = json_array_get(v, (size_t)i);
+            p = e + 1;
+            continue;
+        }
+        size_t n = strcspn(p, ".[");
+        snprintf(key, sizeof key, "%.*s", (int)n, p);
+        v = json_object_get(v, key);
+        p += n;
+    }
+    return v;
+}
+
+static const char *
+str_at(json_t *v, const char *path)
+{
+    const char *s = json_string_value(at(v, path));
+    return s ? s : "(none)";
+}
+
+/* Whether the list at path holds an object whose "word" is word. */
+static int
+has_word(json_t *v, const char *path, const char *word)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(at(v, path), i, e)
+        if (!strcmp(str_at(e, "word"), word))
+            return 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- daemon */
+
+static int
+healthy(int port)
+{
+    struct resp r;
+    if (request(port, "GET", "/v1/health", NULL, NULL, NULL, &r) != 0)
+        return 0;
+    int ok = r.status == 200 && !strcmp(str_at(r.json, "result.status"),
+                                        "ok");
+    resp_free(&r);
+    return ok;
+}
+
+/* Starts semd serve with extra flags; waits until it is ready. Returns 0,
+ * or the exit status when it stopped at once (flags refused). */
+static int
+start(struct daemon *d, const char *name, const char *const *flags)
+{
+    int out[2];
+    if (pipe(out) != 0)
+        fail_msg("pipe: %s", strerror(errno));
+    snprintf(d->log, sizeof d->log, "%s", t_path(name));
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = t_semd();
+    argv[n++] = "serve";
+    argv[n++] = t_fixture();
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    for (int i = 0; flags && flags[i]; i++)
+        argv[n++] = flags[i];
+    argv[n] = NULL;
+    d->pid = fork();
+    if (d->pid == 0) {
+        dup2(out[1], 1);
+        int e = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (e >= 0)
+            dup2(e, 2);
+        close(out[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    FILE *f = fdopen(out[0], "r");
+    char line[256];
+    d->port = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "semd: listening on http://127.0.0.1:%d",
+                   &d->port) == 1)
+            break;
+    fclose(f);
+    if (!d->port) {
+        int st;
+        waitpid(d->pid, &st, 0);
+        d->pid = 0;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    }
+    for (double t0 = now_s(); now_s() - t0 < 60;) {
+        struct resp r;
+        if (request(d->port, "GET", "/v1/ready", NULL, NULL, NULL, &r) == 0) {
+            int st = r.status;
+            resp_free(&r);
+            if (st == 200)
+                return 0;
+        }
+        usleep(20 * 1000);
+    }
+    fail_msg("semd serve did not become ready; log in %s", d->log);
+    return -1;
+}
+
+static int
+stop(struct daemon *d, int sig)
+{
+    if (!d->pid)
+        return -1;
+    kill(d->pid, sig);
+    int st = 0;
+    for (double t0 = now_s(); now_s() - t0 < 20;) {
+        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
+            d->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(10 * 1000);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, &st, 0);
+    d->pid = 0;
+    return -2;
+}
+
+static const char *
+token_file(const char *name, const char *token, mode_t mode)
+{
+    const char *p = t_path(name);
+    t_write_file(p, token, strlen(token));
+    chmod(p, mode);
+    return p;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    contract = fopen(t_path("contract.jsonl"), "w");
+    const char *flags[] = {"--threads", "2", "--timeout", "2",
+                           "--token-file",
+                           token_file("write.token", WRITE_TOKEN "\n", 0600),
+                           "--max-body", "65536", "--max-k", "500",
+                           "--max-batch", "64", NULL};
+    return start(&main_d, "main.log", flags);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    if (main_d.pid)
+        stop(&main_d, SIGKILL);
+    if (contract)
+        fclose(contract);
+    contract = NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------ data cases */
+
+static char *
+subst(const char *s)
+{
+    const char *keys[] = {"{{WRITE_TOKEN}}", "{{READ_TOKEN}}"};
+    const char *vals[] = {WRITE_TOKEN, READ_TOKEN};
+    char *out = strdup(s);
+    for (int k = 0; k < 2; k++) {
+        char *p;
+        while ((p = strstr(out, keys[k]))) {
+            size_t kl = strlen(keys[k]), vl = strlen(vals[k]);
+            char *n = malloc(strlen(out) - kl + vl + 1);
+            memcpy(n, out, (size_t)(p - out));
+            memcpy(n + (p - out), vals[k], vl);
+            strcpy(n + (p - out) + vl, p + kl);
+            free(out);
+            out = n;
+        }
+    }
+    return out;
+}
+
+/* Turns a request file (headers, a blank line, the body) into the bytes
+ * to send: CRLF line ends, Host and Content-Length added if missing. */
+static char *
+build_request(const char *file, size_t flen, size_t *n)
+{
+    const char *sep = strstr(file, "\n\n");
+    size_t hl = sep ? (size_t)(sep - file) : flen;
+    const char *body = sep ? sep + 2 : "";
+    size_t bl = sep ? flen - hl - 2 : 0;
+    char *head = malloc(hl + 1);
+    memcpy(head, file, hl);
+    head[hl] = 0;
+    char *h = subst(head);
+    free(head);
+    char *out = malloc(strlen(h) * 2 + bl + 256);
+    size_t o = 0;
+    for (char *line = strtok(h, "\n"); line; line = strtok(NULL, "\n"))
+        o += (size_t)sprintf(out + o, "%s\r\n", line);
+    if (!strcasestr(out, "\r\nHost:"))
+        o += (size_t)sprintf(out + o, "Host: 127.0.0.1\r\n");
+    if (!strcasestr(out, "\r\nContent-Length:") &&
+        !strcasestr(out, "\r\nTransfer-Encoding:"))
+        o += (size_t)sprintf(out + o, "Content-Length: %zu\r\n", bl);
+    o += (size_t)sprintf(out + o, "Connection: close\r\n\r\n");
+    memcpy(out + o, body, bl);
+    *n = o + bl;
+    free(h);
+    return out;
+}
+
+static int
+check_expect(const char *name, const char *expect, const struct resp *r)
+{
+    int ok = 1;
+    char *e = strdup(expect);
+    for (char *line = strtok(e, "\n"); line; line = strtok(NULL, "\n")) {
+        char op[16] = "", path[256] = "";
+        int off = 0;
+        sscanf(line, "%15s %255s %n", op, path, &off);
+        const char *arg = off ? line + off : "";
+        int good;
+        if (!strcmp(op, "status")) {
+            good = r->status == atoi(path);
+        } else if (!strcmp(op, "header")) {
+            char want[512];
+            snprintf(want, sizeof want, "%s %s", path, arg);
+            good = strcasestr(r->headers, want) != NULL;
+        } else if (!strcmp(op, "exists")) {
+            good = at(r->json, path) != NULL;
+        } else if (!strcmp(op, "word")) {
+            good = has_word(r->json, path, arg);
+        } else if (!strcmp(op, "type")) {
+            json_t *v = at(r->json, path);
+            good = v && ((!strcmp(arg, "array") && json_is_array(v)) ||
+                         (!strcmp(arg, "object") && json_is_object(v)) ||
+                         (!strcmp(arg, "string") && json_is_string(v)) ||
+                         (!strcmp(arg, "number") && json_is_number(v)));
+        } else if (!strcmp(op, "equal")) {
+            json_t *want = json_loads(arg, JSON_DECODE_ANY, NULL);
+            json_t *v = at(r->json, path);
+            good = want && v && (json_equal(want, v) ||
+                                 (json_is_number(want) && json_is_number(v)
+                                  && json_number_value(want) ==
+                                         json_number_value(v)));
+            json_decref(want);
+        } else {
+            print_error("%s: unknown expectation '%s'\n", name, op);
+            good = 0;
+        }
+        if (!good) {
+            print_error("%s: failed '%s'\n  status %d, body %.600s\n", name,
+                        line, r->status, r->body ? r->body : "");
+            ok = 0;
+        }
+    }
+    free(e);
+    return ok;
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+test_cases(void **state)
+{
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/../http/cases", t_datadir());
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    char *names[512];
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 512)
+        if (de->d_name[0] != '.')
+            names[n++] = strdup(de->d_name);
+    closedir(d);
+    qsort(names, n, sizeof names[0], by_name);
+    size_t failed = 0, errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[1024];
+        size_t rl, el;
+        snprintf(path, sizeof path, "%s/%s/request", dir, names[i]);
+        char *file = t_read_file(path, &rl);
+        snprintf(path, sizeof path, "%s/%s/expect", dir, names[i]);
+        char *expect = t_read_file(path, &el);
+        size_t len;
+        char *req = build_request(file, rl, &len);
+        struct resp r;
+        if (raw(main_d.port, req, len, &r) != 0) {
+            print_error("%s: no response\n", names[i]);
+            failed++;
+        } else {
+            if (!check_expect(names[i], expect, &r))
+                failed++;
+            if (r.status >= 400) {
+                errors++;
+                /* every error is the documented JSON shape */
+                if (!r.json || !json_is_string(at(r.json, "error.code")) ||
+                    !json_is_string(at(r.json, "error.message"))) {
+                    print_error("%s: error body is not the JSON error "
+                                "shape: %.300s\n", names[i], r.body);
+                    failed++;
+                }
+            }
+            resp_free(&r);
+        }
+        if (!healthy(main_d.port)) {
+            print_error("%s: the daemon stopped serving\n", names[i]);
+            failed++;
+        }
+        free(req);
+        free(file);
+        free(expect);
+        free(names[i]);
+    }
+    print_message("%zu cases, %zu of them errors, %zu failed\n", n, errors,
+                  failed);
+    assert_true(errors >= 30);
+    assert_int_equal(failed, 0);
+}
+
+/* ------------------------------------------------------ protocol details */
+
+static void
+test_keep_alive(void **state)
+{
+    (void)state;
+    /* two requests on one connection: the server must not close after the
+     * first reply */
+    int fd = dial(main_d.port);
+    assert_true(fd >= 0);
+    const char *req = "GET /v1/neighbors?word=cat&k=3 HTTP/1.1\r\n"
+                      "Host: 127.0.0.1\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        struct resp r;
+        assert_int_equal(send_all(fd, req, strlen(req)), 0);
+        assert_int_equal(read_resp(fd, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_null(strcasestr(r.headers, "Connection: close"));
+        record("GET", "/v1/neighbors", &r);
+        resp_free(&r);
+    }
+    close(fd);
+}
+
+static void
+test_body_20mb_declared(void **state)
+{
+    (void)state;
+    /* refused on the declared length, before the body is read */
+    int fd = dial(main_d.port);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/neighbors HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Content-Length: %d\r\n\r\n", 20 * 1024 * 1024);
+    assert_int_equal(send_all(fd, head, (size_t)n), 0);
+    char chunk[65536];
+    memset(chunk, ' ', sizeof chunk);
+    send_all(fd, chunk, sizeof chunk); /* may fail: the server closes */
+    struct resp r;
+    assert_int_equal(read_resp(fd, &r), 0);
+    close(fd);
+    record("POST", "/v1/neighbors", &r);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(str_at(r.json, "error.code"), "payload_too_large");
+    resp_free(&r);
+    assert_true(healthy(main_d.port));
+}
+
+static void
+test_body_20mb_chunked(void **state)
+{
+    (void)state;
+    /* no declared length: the limit is passed mid-body, the rest of the
+     * 20 MB is read and discarded, then 413 */
+    int fd = dial(main_d.port);
+    const char *head = "POST /v1/neighbors HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    assert_int_equal(send_all(fd, head, strlen(head)), 0);
+    static char chunk[65536 + 16];
+    int hl = sprintf(chunk, "%x\r\n", 65536);
+    memset(chunk + hl, ' ', 65536);
+    memcpy(chunk + hl + 65536, "\r\n", 2);
+    for (int i = 0; i < 320; i++)
+        assert_int_equal(send_all(fd, chunk, (size_t)hl + 65536 + 2), 0);
+    assert_int_equal(send_all(fd, "0\r\n\r\n", 5), 0);
+    struct resp r;
+    assert_int_equal(read_resp(fd, &r), 0);
+    close(fd);
+    record("POST", "/v1/neighbors", &r);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(str_at(r.json, "error.code"), "payload_too_large");
+    resp_free(&r);
+    assert_true(healthy(main_d.port));
+}
+
+static void
+test_stalled_body(void **state)
+{
+    (void)state;
+    /* half a body, then nothing: the connection timeout (2 s here) cuts
+     * the client off without blocking anyone else */
+    int fd = dial(main_d.port);
+    const char *req = "POST /v1/analogy HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: 200\r\n\r\n{\"a\":\"man\",";
+    assert_int_equal(send_all(fd, req, strlen(req)), 0);
+    double t0 = now_s();
+    assert_true(healthy(main_d.port));
+    struct pollfd p = {fd, POLLIN, 0};
+    char buf[256];
+    ssize_t k = 1;
+    while (now_s() - t0 < 8 && k > 0) {
+        if (poll(&p, 1, 200) > 0)
+            k = recv(fd, buf, sizeof buf, 0);
+    }
+    double waited = now_s() - t0;
+    close(fd);
+    assert_true(k <= 0);      /* closed, nothing answered */
+    assert_true(waited < 8);  /* by the timeout, not by us */
+    assert_true(waited > 1);
+    assert_true(healthy(main_d.port));
+}
+
+static void
+test_too_many_queries(void **state)
+{
+    (void)state;
+    /* --max-batch 64: 65 queries are refused */
+    char body[4096] = "{\"queries\":[";
+    for (int i = 0; i < 65; i++)
+        strcat(body, i ? ",{\"word\":\"cat\"}" : "{\"word\":\"cat\"}");
+    strcat(body, "]}");
+    struct resp r;
+    post("/v1/neighbors", body, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(str_at(r.json, "error.code"), "bad_request");
+    resp_free(&r);
+}
+
+/* ---------------------------------------------------------- semantics */
+
+static void
+test_king_queen(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/analogy?q=king-man+woman", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_at(r.json, "result.answer"), "queen");
+    assert_true(json_integer_value(at(r.json, "version")) >= 1);
+    /* the query words are excluded from the answers */
+    assert_false(has_word(r.json, "result.results[0].answers", "king"));
+    resp_free(&r);
+    post("/v1/analogy", "{\"positive\":[\"king\",\"woman\"],"
+                        "\"negative\":[\"man\"],\"method\":\"3cosmul\"}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(str_at(r.json, "result.answer"), "queen");
+    resp_free(&r);
+}
+
+static void
+test_cat_dog(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/v1/neighbors?word=cat&k=10", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(has_word(r.json, "result.neighbors", "dog"));
+    assert_false(has_word(r.json, "result.neighbors", "cat"));
+    double s0 = json_number_value(at(r.json, "result.neighbors[0].similarity"));
+    double s9 = json_number_value(at(r.json, "result.neighbors[9].similarity"));
+    assert_true(s0 >= s9 && s0 <= 1.0001 && s9 > 0);
+    resp_free(&r);
+}
+
+struct loop {
+    volatile int stop;
+    int ok, failed;
+};
+
+static void *
+client_loop(void *arg)
+{
+    struct loop *l = arg;
+    const char *words[] = {"cat", "king", "paris", "music", "water"};
+    for (int i = 0; !l->stop; i++) {
+        char target[64];
+        snprintf(target, sizeof target, "/v1/neighbors?word=%s&k=5",
+                 words[i % 5]);
+        struct resp r;
+        if (request(main_d.port, "GET", target, NULL, NULL, NULL, &r) == 0 &&
+            r.status == 200 && json_array_size(at(r.json,
+                                                  "result.neighbors")) == 5)
+            l->ok++;
+        else
+            l->failed++;
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+static json_int_t
+version(void)
+{
+    struct resp r;
+    get("/v1/model", &r);
+    json_int_t v = json_integer_value(at(r.json, "result.version"));
+    resp_free(&r);
+    return v;
+}
+
+static void
+test_reload_under_load(void **state)
+{
+    (void)state;
+    struct loop l[2] = {{0, 0, 0}, {0, 0, 0}};
+    pthread_t th[2];
+    json_int_t v0 = version();
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, client_loop, &l[i]);
+    usleep(200 * 1000);
+    for (int n = 1; n <= 2; n++) {
+        kill(main_d.pid, SIGHUP);
+        double t0 = now_s();
+        while (version() < v0 + n && now_s() - t0 < 20)
+            usleep(20 * 1000);
+        usleep(200 * 1000);
+    }
+    for (int i = 0; i < 2; i++) {
+        l[i].stop = 1;
+        pthread_join(th[i], NULL);
+    }
+    print_message("during two reloads: %d answered, %d failed\n",
+                  l[0].ok + l[1].ok, l[0].failed + l[1].failed);
+    assert_int_equal(l[0].failed + l[1].failed, 0);
+    assert_true(l[0].ok + l[1].ok > 20);
+    assert_true(version() >= v0 + 2);
+}
+
+static void
+test_concurrent_batches(void **state)
+{
+    (void)state;
+    /* many clients at once: batched scoring must give each its own
+     * answer */
+    struct loop l[6];
+    pthread_t th[6];
+    memset(l, 0, sizeof l);
+    for (int i = 0; i < 6; i++)
+        pthread_create(&th[i], NULL, client_loop, &l[i]);
+    usleep(700 * 1000);
+    int ok = 0, failed = 0;
+    for (int i = 0; i < 6; i++) {
+        l[i].stop = 1;
+        pthread_join(th[i], NULL);
+        ok += l[i].ok;
+        failed += l[i].failed;
+    }
+    assert_int_equal(failed, 0);
+    assert_true(ok > 30);
+    /* each word's neighbours are still its own */
+    struct resp r;
+    get("/v1/neighbors?word=paris&k=10", &r);
+    assert_true(has_word(r.json, "result.neighbors", "france") ||
+                has_word(r.json, "result.neighbors", "london"));
+    resp_free(&r);
+}
+
+static void
+test_metrics(void **state)
+{
+    (void)state;
+    struct resp r;
+    get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.headers, "Content-Type: text/plain"));
+    assert_non_null(strstr(r.body, "semd_requests_total{method=\"GET\","
+                                   "route=\"/v1/neighbors\",code=\"200\"}"));
+    assert_non_null(strstr(r.body, "semd_request_duration_seconds_bucket"));
+    assert_non_null(strstr(r.body, "semd_model_rows 20000"));
+    assert_non_null(strstr(r.body, "semd_snapshot_version"));
+    assert_non_null(strstr(r.body, "semd_requests_in_flight"));
+    resp_free(&r);
+}
+
+/* ---------------------------------------------------------- auth */
+
+static void
+test_read_token(void **state)
+{
+    (void)state;
+    struct daemon b = {0};
+    const char *flags[] = {"--threads", "1", "--read-token-file",
+                           token_file("read.token", READ_TOKEN, 0600), NULL};
+    assert_int_equal(start(&b, "read.log", flags), 0);
+    struct resp r;
+    const char *target = "/v1/neighbors?word=cat&k=3";
+    assert_int_equal(request(b.port, "GET", target, NULL, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(str_at(r.json, "error.code"), "unauthorized");
+    resp_free(&r);
+    assert_int_equal(request(b.port, "GET", target, NULL, NULL, "r-wrong", &r),
+                     0);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    assert_int_equal(request(b.port, "GET", target, NULL, NULL, READ_TOKEN,
+                             &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* probes stay open */
+    assert_true(healthy(b.port));
+    /* no write token configured: writes are forbidden, even with a token */
+    assert_int_equal(request(b.port, "POST", "/v1/reload", NULL, NULL,
+                             READ_TOKEN, &r), 0);
+    assert_int_equal(r.status, 403);
+    assert_string_equal(str_at(r.json, "error.code"), "forbidden");
+    resp_free(&r);
+    assert_int_equal(stop(&b, SIGINT), 0);
+    /* tokens never reach the log */
+    size_t n;
+    char *log = t_read_file(b.log, &n);
+    assert_null(strstr(log, READ_TOKEN));
+    assert_non_null(strstr(log, "status=401"));
+    free(log);
+}
+
+static void
+test_token_file_world_readable(void **state)
+{
+    (void)state;
+    struct daemon b = {0};
+    const char *flags[] = {"--token-file",
+                           token_file("open.token", WRITE_TOKEN, 0644), NULL};
+    assert_int_equal(start(&b, "open.log", flags), 1);
+    size_t n;
+    char *log = t_read_file(b.log, &n);
+    assert_non_null(strstr(log, "readable by other users"));
+    free(log);
+}
+
+static void
+test_flags_from_environment(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s serve --help", t_semd());
+    assert_int_equal(t_run(cmd, &out), 0);
+    const char *want[] = {"--listen", "--threads", "--index", "--max-body",
+                          "--max-k", "--max-batch", "--max-connections",
+                          "--timeout", "--token-file", "--read-token-file",
+                          "SEMD_MAX_BODY", "127.0.0.1:8080"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("--help does not mention %s", want[i]);
+    free(out);
+    /* a bad value from the environment is refused, naming the variable */
+    snprintf(cmd, sizeof cmd, "SEMD_MAX_K=zero %s serve %s 2>&1", t_semd(),
+             t_fixture());
+    assert_int_equal(t_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "SEMD_MAX_K"));
+    free(out);
+}
+
+/* ------------------------------------------------------------ contract */
+
+static void
+test_contract(void **state)
+{
+    (void)state;
+    fflush(contract);
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "node %s/../contract/validate.mjs %s/../../openapi.yaml %s 2>&1",
+             t_datadir(), t_datadir(), t_path("contract.jsonl"));
+    int rc = t_run(cmd, &out);
+    print_message("%s", out);
+    free(out);
+    assert_int_equal(rc, 0);
+}
+
+static void
+test_sigterm(void **state)
+{
+    (void)state;
+    assert_true(healthy(main_d.port));
+    assert_int_equal(stop(&main_d, SIGTERM), 0);
+    size_t n;
+    char *log = t_read_file(main_d.log, &n);
+    assert_non_null(strstr(log, "msg=stopped"));
+    assert_null(strstr(log, WRITE_TOKEN));
+    free(log);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cat_dog),
+        cmocka_unit_test(test_king_queen),
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_too_many_queries),
+        cmocka_unit_test(test_body_20mb_declared),
+        cmocka_unit_test(test_body_20mb_chunked),
+        cmocka_unit_test(test_stalled_body),
+        cmocka_unit_test(test_concurrent_batches),
+        cmocka_unit_test(test_reload_under_load),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_read_token),
+        cmocka_unit_test(test_token_file_world_readable),
+        cmocka_unit_test(test_flags_from_environment),
+        cmocka_unit_test(test_contract),
+        cmocka_unit_test(test_sigterm),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests_name("http", tests, setup, teardown);
+}
