@@ -38,6 +38,8 @@ CORE_SRC := \
 	core/bpe.c \
 	core/unicode_tables.c \
 	core/journal.c \
+	core/vocab.c \
+	core/train.c \
 	core/linalg.c \
 	core/index.c \
 	core/expr.c \
@@ -48,7 +50,9 @@ CORE_SRC := \
 SERVER_SRC := \
 	server/main.c \
 	server/cmd_model.c \
+	server/cmd_train.c \
 	server/cmd_query.c \
+	server/cmd_tokenize.c \
 	server/convert.c \
 	server/fmt_text.c \
 	server/fmt_w2vbin.c \
@@ -69,9 +73,12 @@ SERVER_SRC := \
 TESTS := \
 	test_model \
 	test_convert \
+	test_bpe \
 	test_journal \
 	test_index \
-	test_http
+	test_http \
+	test_query \
+	test_eval
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
@@ -131,7 +138,7 @@ model: $(BUILD)/semd
 
 # Benchmarks on the default model, one core: tests/bench/run.sh runs every
 # tests/bench/bench_*.sh and prints one table of ratios measured in the run.
-BENCH_BINS := $(BUILD)/bench/bench_search
+BENCH_BINS := $(BUILD)/bench/bench_search $(BUILD)/bench/bench_query
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/libsemd.a
 	@mkdir -p $(dir $@)
