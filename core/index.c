@@ -6,8 +6,19 @@
  * divides by the stored norms (scores are cosines with the unit query).
  * Ties are broken by the lower row, so results are deterministic.
  *
+ * Approximate indexes are FAISS indexes made by a factory string over the
+ * unit rows with inner product (so scores are cosines), built with every
+ * core, saved beside the model with a sidecar naming the model's checksum
+ * and the factory, and loaded without a rebuild while both match. Limits:
+ * restrict_rows and exclusions are applied after FAISS answers, over more
+ * candidates than k (see approx_fetch); a heavily restricted search may
+ * return fewer than k hits. Scores are FAISS's inner products unless the
+ * search asks to rerank, which rescores the candidates exactly.
+ *
  * Threads: an index is immutable once open; searches may run from any
  * number of threads at once. Each search allocates its own scratch space.
+ * FAISS keeps efSearch and nprobe in the index, so approximate searches
+ * asking for other values than the running ones wait for those to finish.
  */
 #include "semd.h"
 
@@ -17,9 +28,19 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
 
 struct semd_index {
     const struct semd_model *m;
@@ -32,6 +53,21 @@ struct semd_index {
     const float *q8aux;
     int exact;
     int simd; /* nonzero: the AVX2 kernels (checked at open) */
+
+    /* approximate indexes only */
+    FaissIndex *fi;
+    FaissParameterSpace *ps;
+    char *path;      /* the saved index */
+    int loaded;      /* read from path, not built */
+    char note[SEMD_ERR_MSG]; /* why it was (re)built, or "" */
+    uint32_t def_ef, def_nprobe; /* 0: the index has no such parameter */
+    /* The search parameters live in the FAISS index itself, so searches
+     * with other parameters than the running ones wait until those end
+     * (see gate_enter). */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int active, waiting;
+    uint32_t cur_ef, cur_nprobe;
 };
 
 /* ------------------------------------------------------------- top k */
@@ -215,6 +251,429 @@ scan_rows(const struct semd_index *ix, const struct semd_search *s)
     if (s->restrict_rows == 0 || s->restrict_rows > ix->rows)
         return ix->rows;
     return s->restrict_rows;
+}
+
+/* ------------------------------------------------------ FAISS edge */
+
+/* Every FAISS call goes through here: the last-error text is per thread
+ * and lives only until the next call, so it is copied at once. */
+static int
+fcheck(int rc, struct semd_err *err, const char *what)
+{
+    if (rc == 0)
+        return 0;
+    const char *e = faiss_get_last_error();
+    char msg[SEMD_ERR_MSG - 64];
+    snprintf(msg, sizeof msg, "%s", e ? e : "unknown error");
+    for (char *c = msg; *c; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    return semd_err_set(err, SEMD_EINDEX, "%s: %s", what, msg);
+}
+
+enum { DEFAULT_EF = 128, DEFAULT_NPROBE = 16, ADD_CHUNK = 16384,
+       TRAIN_MAX = 131072, FETCH_MAX = 16384 };
+
+/* Waits until the index runs with (ef, nprobe), switching it when no
+ * search is running. Searches that agree with the running values go
+ * straight in unless another search is waiting to switch, so none
+ * starves. */
+static int
+gate_enter(struct semd_index *ix, uint32_t ef, uint32_t np,
+           struct semd_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&ix->mu);
+    int same = ix->cur_ef == ef && ix->cur_nprobe == np;
+    if (!same || ix->waiting) {
+        ix->waiting++;
+        while (ix->active > 0 && !(ix->cur_ef == ef && ix->cur_nprobe == np
+                                   && ix->waiting == 1))
+            pthread_cond_wait(&ix->cv, &ix->mu);
+        ix->waiting--;
+    }
+    if (ix->cur_ef != ef) {
+        rc = fcheck(faiss_ParameterSpace_set_index_parameter(
+                        ix->ps, ix->fi, "efSearch", ef),
+                    err, "setting efSearch");
+        if (!rc)
+            ix->cur_ef = ef;
+    }
+    if (!rc && ix->cur_nprobe != np) {
+        rc = fcheck(faiss_ParameterSpace_set_index_parameter(
+                        ix->ps, ix->fi, "nprobe", np),
+                    err, "setting nprobe");
+        if (!rc)
+            ix->cur_nprobe = np;
+    }
+    if (!rc)
+        ix->active++;
+    pthread_cond_broadcast(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+    return rc;
+}
+
+static void
+gate_leave(struct semd_index *ix)
+{
+    pthread_mutex_lock(&ix->mu);
+    ix->active--;
+    pthread_cond_broadcast(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+}
+
+/* How many candidates to ask FAISS for: enough to survive exclusions and
+ * the restriction to the first rows, four times k when reranking. */
+static uint64_t
+approx_fetch(const struct semd_index *ix, const struct semd_search *s)
+{
+    uint64_t n = (uint64_t)s->k;
+    if (s->rerank)
+        n *= 4;
+    if (s->restrict_rows && s->restrict_rows < ix->rows) {
+        uint64_t f = ix->rows / s->restrict_rows + 1;
+        n *= f < 64 ? f : 64;
+    }
+    if (n > FETCH_MAX)
+        n = FETCH_MAX > s->k ? FETCH_MAX : s->k;
+    n += s->n_exclude;
+    return n < ix->rows ? n : ix->rows;
+}
+
+static int
+approx_search(const struct semd_index *ix, const float *unit,
+              const struct semd_search *s, const struct excl *ex,
+              struct semd_hit *hits, uint32_t *n_hits, struct semd_err *err)
+{
+    /* the gate mutates only the lock and FAISS's parameters */
+    struct semd_index *mix = (struct semd_index *)ix;
+    uint64_t lim = scan_rows(ix, s);
+    uint64_t kk = approx_fetch(ix, s);
+    float *d = malloc(kk * sizeof *d);
+    idx_t *lab = malloc(kk * sizeof *lab);
+    struct semd_hit *heap = malloc(s->k * sizeof *heap);
+    int rc = 0;
+    if (!d || !lab || !heap) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %llu candidates",
+                          (unsigned long long)kk);
+        goto out;
+    }
+    uint32_t ef = ix->def_ef ? (s->ef_search ? s->ef_search : ix->def_ef) : 0;
+    uint32_t np = ix->def_nprobe ? (s->nprobe ? s->nprobe : ix->def_nprobe)
+                                 : 0;
+    if ((rc = gate_enter(mix, ef, np, err)))
+        goto out;
+    rc = fcheck(faiss_Index_search(ix->fi, 1, unit, (idx_t)kk, d, lab), err,
+                "search");
+    gate_leave(mix);
+    if (rc)
+        goto out;
+    struct topk t = {heap, 0, s->k};
+    for (uint64_t i = 0; i < kk; i++) {
+        if (lab[i] < 0 || (uint64_t)lab[i] >= lim)
+            continue;
+        uint64_t r = (uint64_t)lab[i];
+        if (ex->n && excl_has(ex, r))
+            continue;
+        float v = s->rerank ? linalg_dot(ix->matrix + r * ix->dims, unit,
+                                         ix->dims) * ix->inv_norms[r]
+                            : d[i];
+        if (s->use_min_similarity && v < s->min_similarity)
+            continue;
+        topk_push(&t, r, v);
+    }
+    *n_hits = topk_finish(&t, hits);
+out:
+    free(d);
+    free(lab);
+    free(heap);
+    return rc;
+}
+
+/* The saved index's name: MODEL.<factory with every character outside
+ * [A-Za-z0-9] turned into '_'>.faiss */
+static char *
+default_path(const struct semd_model *m, const char *factory)
+{
+    const char *mp = semd_model_path(m);
+    size_t n = strlen(mp) + strlen(factory) + 16;
+    char *p = malloc(n);
+    if (!p)
+        return NULL;
+    int len = snprintf(p, n, "%s.", mp);
+    for (const char *c = factory; *c; c++) {
+        int ok = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z')
+                 || (*c >= '0' && *c <= '9');
+        p[len++] = ok ? *c : '_';
+    }
+    snprintf(p + len, n - (size_t)len, ".faiss");
+    return p;
+}
+
+static void
+sidecar_text(const struct semd_index *ix, char *buf, size_t n)
+{
+    struct semd_model_info in;
+    semd_model_get_info(ix->m, &in);
+    snprintf(buf, n,
+             "semd-index 1\nfactory %s\nmodel-checksum %08x\nrows %llu\n"
+             "dims %u\n",
+             ix->factory, in.checksum, (unsigned long long)in.rows, in.dims);
+}
+
+/* 1 when the sidecar beside path names this model and factory; otherwise
+ * 0 with the reason in ix->note. */
+static int
+sidecar_matches(struct semd_index *ix, const char *meta)
+{
+    char want[512], got[512];
+    sidecar_text(ix, want, sizeof want);
+    FILE *f = fopen(meta, "r");
+    if (!f) {
+        snprintf(ix->note, sizeof ix->note, "no saved index at \"%s\"",
+                 ix->path);
+        return 0;
+    }
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    got[n] = 0;
+    if (strcmp(want, got) != 0) {
+        snprintf(ix->note, sizeof ix->note,
+                 "saved index \"%s\" was built for another model or factory",
+                 ix->path);
+        return 0;
+    }
+    return 1;
+}
+
+static void
+progress(const struct semd_index_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+progress(const struct semd_index_opts *o, const char *fmt, ...)
+{
+    if (!o || !o->progress)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* Unit rows [r0, r0 + n) into buf (n x dims). */
+static void
+unit_rows(const struct semd_index *ix, uint64_t r0, uint64_t n, uint64_t step,
+          float *buf)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t r = r0 + i * step;
+        const float *v = ix->matrix + r * ix->dims;
+        float inv = ix->inv_norms[r];
+        for (uint32_t j = 0; j < ix->dims; j++)
+            buf[i * ix->dims + j] = v[j] * inv;
+    }
+}
+
+static int
+write_file(const char *path, const char *text, struct semd_err *err)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        int e = errno;
+        if (f)
+            fclose(f);
+        return semd_err_set(err, SEMD_EIO, "cannot write \"%s\": %s", path,
+                            strerror(e));
+    }
+    if (fclose(f) != 0)
+        return semd_err_set(err, SEMD_EIO, "cannot write \"%s\": %s", path,
+                            strerror(errno));
+    return 0;
+}
+
+/* Writes the index, then the sidecar (the sidecar last, so a crash in
+ * between leaves no sidecar and the next start rebuilds), each to a
+ * temporary name renamed into place. */
+static int
+save_index(struct semd_index *ix, struct semd_err *err)
+{
+    size_t n = strlen(ix->path) + 16;
+    char *tmp = malloc(n), *meta = malloc(n), *mtmp = malloc(n);
+    char text[512];
+    int rc = 0;
+    if (!tmp || !meta || !mtmp) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory");
+        goto out;
+    }
+    snprintf(tmp, n, "%s.tmp", ix->path);
+    snprintf(meta, n, "%s.meta", ix->path);
+    snprintf(mtmp, n, "%s.meta.tmp", ix->path);
+    unlink(meta);
+    if ((rc = fcheck(faiss_write_index_fname(ix->fi, tmp), err,
+                     "saving the index")))
+        goto out;
+    if (rename(tmp, ix->path) != 0) {
+        rc = semd_err_set(err, SEMD_EIO, "cannot rename \"%s\": %s", tmp,
+                          strerror(errno));
+        goto out;
+    }
+    sidecar_text(ix, text, sizeof text);
+    if ((rc = write_file(mtmp, text, err)))
+        goto out;
+    if (rename(mtmp, meta) != 0)
+        rc = semd_err_set(err, SEMD_EIO, "cannot rename \"%s\": %s", mtmp,
+                          strerror(errno));
+out:
+    if (rc && tmp) {
+        unlink(tmp);
+        unlink(mtmp);
+    }
+    free(tmp);
+    free(meta);
+    free(mtmp);
+    return rc;
+}
+
+static int
+build_index(struct semd_index *ix, const struct semd_index_opts *o,
+            struct semd_err *err)
+{
+    const uint32_t dims = ix->dims;
+    int rc = fcheck(faiss_index_factory(&ix->fi, (int)dims, ix->factory,
+                                        METRIC_INNER_PRODUCT),
+                    err, "index factory");
+    if (rc) {
+        /* keep the factory string in the message: FAISS may not */
+        char m[SEMD_ERR_MSG];
+        snprintf(m, sizeof m, "%s", err ? err->msg : "");
+        return semd_err_set(err, SEMD_EINDEX, "factory \"%s\" for %u dims: %s",
+                            ix->factory, dims, m);
+    }
+    int threads = o && o->threads > 0 ? o->threads : omp_get_num_procs();
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    float *buf = NULL;
+    if (!faiss_Index_is_trained(ix->fi)) {
+        uint64_t n = ix->rows < TRAIN_MAX ? ix->rows : TRAIN_MAX;
+        uint64_t step = ix->rows / n;
+        progress(o, "index %s: training on %llu of %llu rows, %d threads",
+                 ix->factory, (unsigned long long)n,
+                 (unsigned long long)ix->rows, threads);
+        buf = malloc(n * dims * sizeof *buf);
+        if (!buf) {
+            rc = semd_err_set(err, SEMD_ENOMEM, "no memory to train");
+            goto out;
+        }
+        unit_rows(ix, 0, n, step, buf);
+        if ((rc = fcheck(faiss_Index_train(ix->fi, (idx_t)n, buf), err,
+                         "training the index")))
+            goto out;
+        free(buf);
+    }
+    buf = malloc((size_t)ADD_CHUNK * dims * sizeof *buf);
+    if (!buf) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory to build");
+        goto out;
+    }
+    int last = -1;
+    for (uint64_t r0 = 0; r0 < ix->rows; r0 += ADD_CHUNK) {
+        uint64_t n = ix->rows - r0 < ADD_CHUNK ? ix->rows - r0 : ADD_CHUNK;
+        unit_rows(ix, r0, n, 1, buf);
+        if ((rc = fcheck(faiss_Index_add(ix->fi, (idx_t)n, buf), err,
+                         "adding rows to the index")))
+            goto out;
+        int pct = (int)(100 * (r0 + n) / ix->rows);
+        if (pct / 10 != last / 10 || r0 + n == ix->rows) {
+            progress(o, "index %s: %llu of %llu rows added (%d%%)",
+                     ix->factory, (unsigned long long)(r0 + n),
+                     (unsigned long long)ix->rows, pct);
+            last = pct;
+        }
+    }
+out:
+    free(buf);
+    omp_set_num_threads(saved);
+    return rc;
+}
+
+/* Sets the defaults of the parameters this kind of index has: FAISS's own
+ * default efSearch (16) and nprobe (1) give poor recall. */
+static int
+set_defaults(struct semd_index *ix, struct semd_err *err)
+{
+    int rc = fcheck(faiss_ParameterSpace_new(&ix->ps), err,
+                    "parameter space");
+    if (rc)
+        return rc;
+    if (strstr(ix->factory, "HNSW")) {
+        rc = fcheck(faiss_ParameterSpace_set_index_parameter(
+                        ix->ps, ix->fi, "efSearch", DEFAULT_EF),
+                    err, "setting efSearch");
+        if (rc)
+            return rc;
+        ix->def_ef = ix->cur_ef = DEFAULT_EF;
+    }
+    if (strstr(ix->factory, "IVF")) {
+        rc = fcheck(faiss_ParameterSpace_set_index_parameter(
+                        ix->ps, ix->fi, "nprobe", DEFAULT_NPROBE),
+                    err, "setting nprobe");
+        if (rc)
+            return rc;
+        ix->def_nprobe = ix->cur_nprobe = DEFAULT_NPROBE;
+    }
+    return 0;
+}
+
+static int
+open_approx(struct semd_index *ix, const struct semd_index_opts *o,
+            struct semd_err *err)
+{
+    if (strlen(ix->factory) > 200)
+        return semd_err_set(err, SEMD_EINVAL, "factory string too long "
+                            "(%zu bytes)", strlen(ix->factory));
+    ix->path = o->path ? strdup(o->path) : default_path(ix->m, ix->factory);
+    char *meta = ix->path ? malloc(strlen(ix->path) + 8) : NULL;
+    if (!meta)
+        return semd_err_set(err, SEMD_ENOMEM, "no memory for an index");
+    sprintf(meta, "%s.meta", ix->path);
+    int rc = 0;
+    if (o->rebuild)
+        snprintf(ix->note, sizeof ix->note, "rebuild requested");
+    else if (sidecar_matches(ix, meta)) {
+        rc = fcheck(faiss_read_index_fname(ix->path, 0, &ix->fi), err,
+                    "reading the saved index");
+        if (rc)
+            goto out;
+        if ((uint32_t)faiss_Index_d(ix->fi) != ix->dims
+            || (uint64_t)faiss_Index_ntotal(ix->fi) != ix->rows) {
+            rc = semd_err_set(err, SEMD_EINDEX,
+                              "saved index \"%s\" has %d dimensions and %lld "
+                              "rows, the model %u and %llu",
+                              ix->path, faiss_Index_d(ix->fi),
+                              (long long)faiss_Index_ntotal(ix->fi), ix->dims,
+                              (unsigned long long)ix->rows);
+            goto out;
+        }
+        ix->loaded = 1;
+    }
+    if (!ix->loaded) {
+        progress(o, "index %s: %s; building", ix->factory, ix->note);
+        if ((rc = build_index(ix, o, err)))
+            goto out;
+        struct semd_err se = {0};
+        if (save_index(ix, &se) != 0) {
+            size_t l = strlen(ix->note);
+            snprintf(ix->note + l, sizeof ix->note - l,
+                     "; not saved: %s", se.msg);
+            progress(o, "index %s: not saved: %s", ix->factory, se.msg);
+        }
+    }
+    rc = set_defaults(ix, err);
+out:
+    free(meta);
+    return rc;
 }
 
 /* ------------------------------------------------------- exact search */
@@ -715,7 +1174,9 @@ semd_index_search(const struct semd_index *ix, const float *query,
     if (excl_init(&ex, s))
         return semd_err_set(err, SEMD_ENOMEM, "no memory for %zu exclusions",
                             s->n_exclude);
-    if (ix->q8codes && (uint64_t)s->k + ex.n < scan_rows(ix, s))
+    if (!ix->exact)
+        rc = approx_search(ix, unit, s, &ex, hits, n_hits, err);
+    else if (ix->q8codes && (uint64_t)s->k + ex.n < scan_rows(ix, s))
         rc = exact_q8(ix, unit, s, &ex, hits, n_hits, err);
     else
         rc = exact_blas(ix, unit, s, &ex, hits, n_hits, err);
@@ -765,19 +1226,19 @@ semd_index_open(struct semd_index **out, const struct semd_model *m,
 {
     if (!out || !m)
         return semd_err_set(err, SEMD_EINVAL, "index or model missing");
-    const char *factory = opts ? opts->factory : NULL;
-    if (!is_flat(factory))
-        return semd_err_set(err, SEMD_EINDEX,
-                            "approximate index \"%s\" not available", factory);
+    struct semd_index_opts none = {0};
+    const struct semd_index_opts *o = opts ? opts : &none;
     struct semd_index *ix = calloc(1, sizeof *ix);
     if (!ix)
         return semd_err_set(err, SEMD_ENOMEM, "no memory for an index");
+    pthread_mutex_init(&ix->mu, NULL);
+    pthread_cond_init(&ix->cv, NULL);
     ix->m = m;
     ix->rows = semd_model_rows(m);
     ix->dims = semd_model_dims(m);
     ix->matrix = semd_model_matrix(m);
-    ix->factory = strdup("Flat");
-    ix->exact = 1;
+    ix->exact = is_flat(o->factory);
+    ix->factory = strdup(ix->exact ? "Flat" : o->factory);
     ix->inv_norms = malloc((ix->rows ? ix->rows : 1) * sizeof *ix->inv_norms);
     if (!ix->factory || !ix->inv_norms) {
         semd_index_close(ix);
@@ -788,6 +1249,13 @@ semd_index_open(struct semd_index **out, const struct semd_model *m,
     const float *norms = semd_model_norms(m);
     for (uint64_t r = 0; r < ix->rows; r++)
         ix->inv_norms[r] = norms[r] > 0 ? 1.0f / norms[r] : 0.0f;
+    if (!ix->exact) {
+        int rc = open_approx(ix, o, err);
+        if (rc) {
+            semd_index_close(ix);
+            return rc;
+        }
+    }
     *out = ix;
     return 0;
 }
@@ -797,7 +1265,14 @@ semd_index_close(struct semd_index *ix)
 {
     if (!ix)
         return;
+    if (ix->fi)
+        faiss_Index_free(ix->fi);
+    if (ix->ps)
+        faiss_ParameterSpace_free(ix->ps);
+    pthread_mutex_destroy(&ix->mu);
+    pthread_cond_destroy(&ix->cv);
     free(ix->factory);
+    free(ix->path);
     free(ix->inv_norms);
     free(ix);
 }
@@ -824,4 +1299,31 @@ void
 index_set_simd(struct semd_index *ix, int on)
 {
     ix->simd = on && simd_available();
+}
+
+int
+semd_index_loaded(const struct semd_index *ix)
+{
+    return ix->loaded;
+}
+
+const char *
+semd_index_note(const struct semd_index *ix)
+{
+    return ix->note;
+}
+
+const char *
+semd_index_path(const struct semd_index *ix)
+{
+    return ix->path;
+}
+
+void
+semd_set_threads(int blas, int omp)
+{
+    if (blas > 0)
+        linalg_set_threads(blas);
+    if (omp > 0)
+        omp_set_num_threads(omp);
 }

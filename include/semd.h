@@ -251,6 +251,27 @@ int semd_index_search_batch(const struct semd_index *ix, const float *queries,
 /* The model an index searches; borrowed. */
 const struct semd_model *semd_index_model(const struct semd_index *ix);
 
+/* Nonzero when an approximate index was read from its saved file rather
+ * than built. */
+int semd_index_loaded(const struct semd_index *ix);
+
+/* Why an approximate index was built instead of loaded ("no saved index at
+ * ...", "... built for another model or factory", "rebuild requested"),
+ * and whether saving it failed; "" for the exact index or a loaded one.
+ * Borrowed, for the log. */
+const char *semd_index_note(const struct semd_index *ix);
+
+/* Where an approximate index is saved; NULL for the exact index. */
+const char *semd_index_path(const struct semd_index *ix);
+
+/*
+ * Thread policy, process-wide; call once at start before any search.
+ * blas: threads one OpenBLAS call may use (1 when the caller runs its own
+ * pool of query threads); omp: OpenMP threads for FAISS searches. 0 leaves
+ * a setting as it is. Building an index uses semd_index_opts.threads.
+ */
+void semd_set_threads(int blas, int omp);
+
 /* ---------------------------------------------------------------- queries */
 
 /*
@@ -640,6 +661,141 @@ const struct semd_tokenizer *semd_model_tokenizer(const struct semd_model *m);
 int semd_writer_set_tokenizer(struct semd_writer *w,
                               const struct semd_tokenizer *t,
                               struct semd_err *err);
+
+/* -------------------------------------------------------------- training */
+
+/*
+ * The trainer: skip-gram with negative sampling as word2vec.c does it
+ * (unigram^0.75 noise table, sub-sampling of frequent words, a reduced
+ * window drawn per centre word, learning rate decaying linearly from alpha
+ * to alpha * 1e-4, a sigmoid table of 1000 entries over [-6, 6], Hogwild
+ * over threads, word2vec's per-thread random generator). The same trainer
+ * serves `semd train` (a corpus file, several epochs) and the daemon's
+ * trainer thread (text fed as it arrives).
+ *
+ * Rows are in trainer order: an init model's rows first, in its order,
+ * then words as they join. Text is split into words by semd_train_split.
+ *
+ * A trainer belongs to one thread (it starts and joins its own workers
+ * inside each call); only semd_trainer_stats may be called from other
+ * threads while training runs.
+ */
+struct semd_trainer;
+
+/* How punctuation is treated when splitting text into words. */
+enum semd_punct {
+    SEMD_PUNCT_SPLIT = 0, /* each ASCII punctuation mark is its own word */
+    SEMD_PUNCT_DROP = 1,  /* punctuation marks are dropped */
+    SEMD_PUNCT_KEEP = 2,  /* split on whitespace only */
+};
+
+/* How context vectors start when training from a pre-trained model, which
+ * carries none. */
+enum semd_ctx_init {
+    SEMD_CTX_ZERO = 0,   /* zeros, as word2vec starts them */
+    SEMD_CTX_SCALED = 1, /* a copy of the input vectors, scaled down */
+};
+
+struct semd_train_opts {
+    uint32_t dim;       /* vector size; taken from the init model */
+    uint32_t window;    /* max distance of a context word */
+    uint32_t negative;  /* noise words per positive pair */
+    double sample;      /* sub-sampling threshold; 0: off */
+    double alpha;       /* starting learning rate */
+    uint64_t min_count; /* a word joins once seen this often */
+    uint32_t epochs;    /* passes over a corpus file */
+    uint32_t threads;   /* worker threads, >= 1 */
+    uint64_t seed;      /* random seed; same seed, one thread: same model */
+    int lowercase;      /* nonzero: lower-case ASCII and Latin-1 letters */
+    int punct;          /* enum semd_punct */
+    int ctx_init;       /* enum semd_ctx_init */
+};
+
+/* word2vec's defaults: dim 100, window 5, negative 5, sample 1e-3, alpha
+ * 0.025, min_count 5, epochs 1, threads 1, seed 1, lower-case on,
+ * punctuation split, context vectors zero. */
+void semd_train_opts_init(struct semd_train_opts *o);
+
+/*
+ * Splits len bytes of text into words as the trainer does: whitespace
+ * separates words and a line break also ends a sentence; ASCII and Latin-1
+ * capitals are lower-cased when o->lowercase; with SEMD_PUNCT_SPLIT each
+ * ASCII punctuation mark becomes a word of its own, except a hyphen
+ * between letters or digits ("e-mail"), a point or comma between digits
+ * ("3.14", "1,000") and the English clitics GloVe splits off ("don't" ->
+ * "do" "n't", "it's" -> "it" "'s"). Words that are not valid UTF-8 are
+ * dropped; words longer than SEMD_MAX_WORD bytes are cut. emit gets each
+ * word (not NUL-terminated, borrowed for the call) and len 0 at the end of
+ * each sentence.
+ */
+void semd_train_split(const struct semd_train_opts *o, const char *text,
+                      size_t len,
+                      void (*emit)(void *arg, const char *word, size_t len),
+                      void *arg);
+
+/* A new trainer. init (may be NULL) gives the starting vocabulary, counts
+ * and input vectors (copied: init may be closed afterwards); a model whose
+ * counts are ranks gets Zipf estimates (count = 10^8 / rank). Freed with
+ * semd_trainer_free. */
+int semd_trainer_new(struct semd_trainer **out,
+                     const struct semd_train_opts *opts,
+                     const struct semd_model *init, struct semd_err *err);
+void semd_trainer_free(struct semd_trainer *t);
+
+/* Trains on a corpus file (one sentence per line): counts its words, adds
+ * those seen min_count times to the vocabulary (most frequent first),
+ * then trains opts.epochs passes over threads slices of it. */
+int semd_trainer_train_file(struct semd_trainer *t, const char *path,
+                            struct semd_err *err);
+
+/* Trains one pass over text as it arrives (the online trainer): counts
+ * persist across calls; a word whose count reaches min_count joins the
+ * vocabulary with a fresh small random vector (cost in proportion to the
+ * new words) and all its occurrences in this text are trained. The
+ * learning rate decays from alpha over this text, as gensim's train()
+ * does per call. */
+int semd_trainer_feed(struct semd_trainer *t, const char *text, size_t len,
+                      struct semd_err *err);
+
+struct semd_train_stats {
+    uint64_t rows;          /* vocabulary size */
+    uint64_t new_rows;      /* rows added beyond the init model */
+    uint64_t words_trained; /* corpus words processed, all calls */
+    uint64_t run_done;      /* words processed in the current or last call */
+    uint64_t run_planned;   /* words the current or last call will process */
+    double words_per_sec;   /* over the current or last call */
+    double loss;            /* running mean negative log-likelihood of the
+                               SGNS objective per (word, context) pair,
+                               over roughly the last 100,000 words */
+    double alpha;           /* current learning rate */
+    uint64_t pairs;         /* (word, context) pairs trained, all calls */
+};
+
+/* A consistent copy of the counters; any thread, any time. */
+void semd_trainer_stats(struct semd_trainer *t, struct semd_train_stats *out);
+
+uint64_t semd_trainer_rows(const struct semd_trainer *t);
+uint32_t semd_trainer_dims(const struct semd_trainer *t);
+/* The word of a row, NUL-terminated, borrowed until the next call that
+ * trains; *len (may be NULL) its length. */
+const char *semd_trainer_word(const struct semd_trainer *t, uint64_t row,
+                              size_t *len);
+uint64_t semd_trainer_count(const struct semd_trainer *t, uint64_t row);
+/* Row of a word, SEMD_ENOWORD if it has none (yet). */
+int semd_trainer_lookup(const struct semd_trainer *t, const char *word,
+                        size_t len, uint64_t *row);
+
+/* Copies n input vectors from row first into dst (n x dims floats): what a
+ * snapshot publishes. Call between training calls. */
+int semd_trainer_copy_rows(const struct semd_trainer *t, uint64_t first,
+                           uint64_t n, float *dst, struct semd_err *err);
+
+/* Writes the vocabulary (most frequent first; counts are the real
+ * frequencies, no rank flag) and input vectors as a model file through the
+ * model writer. opts may be NULL ("semd-train"). */
+int semd_trainer_write(const struct semd_trainer *t, const char *path,
+                       const struct semd_writer_opts *opts,
+                       struct semd_err *err);
 
 #ifdef __cplusplus
 }

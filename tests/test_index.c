@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,302 @@ test_batch(void **state)
     semd_model_close(m);
 }
 
+
+/* Recall@k of hits against the exact top k. */
+static double
+recall(const struct semd_hit *exact, uint32_t ne, const struct semd_hit *got,
+       uint32_t ng)
+{
+    uint32_t found = 0;
+    for (uint32_t i = 0; i < ne; i++)
+        for (uint32_t j = 0; j < ng; j++)
+            if (got[j].row == exact[i].row) {
+                found++;
+                break;
+            }
+    return ne ? (double)found / ne : 1.0;
+}
+
+static double
+mean_recall(struct semd_index *ex, struct semd_index *ap,
+            const struct semd_model *m, const struct semd_search *base,
+            int nq)
+{
+    uint32_t dims = semd_model_dims(m);
+    float *q = malloc(dims * sizeof *q);
+    uint64_t seed = 31;
+    double sum = 0;
+    for (int t = 0; t < nq; t++) {
+        random_query(q, dims, &seed);
+        struct semd_hit a[10], b[10];
+        uint32_t na = 0, nb = 0;
+        struct semd_search s = *base;
+        struct semd_err err = {0};
+        assert_int_equal(semd_index_search(ex, q, &s, a, &na, &err), 0);
+        if (semd_index_search(ap, q, &s, b, &nb, &err) != 0)
+            fail_msg("approximate search: %s", err.msg);
+        for (uint32_t i = 0; i < nb; i++) {
+            assert_true(s.restrict_rows == 0 || b[i].row < s.restrict_rows);
+            for (size_t e = 0; e < s.n_exclude; e++)
+                assert_true(b[i].row != s.exclude[e]);
+        }
+        sum += recall(a, na, b, nb);
+    }
+    free(q);
+    return sum / nq;
+}
+
+static struct semd_index *
+open_approx(const struct semd_model *m, const char *factory, int rebuild)
+{
+    struct semd_index *ix = NULL;
+    struct semd_err err = {0};
+    struct semd_index_opts o = {0};
+    o.factory = factory;
+    o.rebuild = rebuild;
+    if (semd_index_open(&ix, m, &o, &err) != 0)
+        fail_msg("index_open %s: %s", factory, err.msg);
+    return ix;
+}
+
+static void
+check_approx(const char *factory, const char *file)
+{
+    const uint32_t dims = 24;
+    const char *path = t_random_model("ap.semd", 4000, dims, 12);
+    struct semd_model *m = open_model(path);
+    struct semd_index *ex = open_index(m, NULL);
+    struct semd_index *ap = open_approx(m, factory, 0);
+    assert_false(semd_index_is_exact(ap));
+    assert_string_equal(semd_index_factory(ap), factory);
+    assert_false(semd_index_loaded(ap));
+    assert_non_null(strstr(semd_index_note(ap), "no saved index"));
+    /* saved beside the model, named after the factory */
+    char want[512];
+    snprintf(want, sizeof want, "%s.%s", path, file);
+    assert_string_equal(semd_index_path(ap), want);
+    struct stat st1, st2;
+    assert_int_equal(stat(want, &st1), 0);
+
+    struct semd_search s = {0};
+    s.k = 10;
+    double r = mean_recall(ex, ap, m, &s, 50);
+    assert_true(r >= 0.9);
+    /* reranked scores are the exact cosines */
+    s.rerank = 1;
+    float q[24];
+    uint64_t seed = 4;
+    random_query(q, dims, &seed);
+    struct semd_hit a[10], b[10];
+    uint32_t na, nb;
+    assert_int_equal(semd_index_search(ex, q, &s, a, &na, NULL), 0);
+    assert_int_equal(semd_index_search(ap, q, &s, b, &nb, NULL), 0);
+    for (uint32_t i = 0; i < nb; i++)
+        for (uint32_t j = 0; j < na; j++)
+            if (a[j].row == b[i].row)
+                assert_true(fabsf(a[j].score - b[i].score) <= 1e-6f);
+    /* restrict and exclusions are honoured */
+    uint64_t excl[3] = {a[0].row, a[1].row, 5};
+    s.exclude = excl;
+    s.n_exclude = 3;
+    s.restrict_rows = 1000;
+    r = mean_recall(ex, ap, m, &s, 30);
+    assert_true(r >= 0.6);
+    /* search parameters per query */
+    s.n_exclude = 0;
+    s.restrict_rows = 0;
+    s.ef_search = 256;
+    s.nprobe = 64;
+    assert_true(mean_recall(ex, ap, m, &s, 20) >= 0.9);
+    semd_index_close(ap);
+
+    /* reopened: loaded, not rebuilt, file untouched */
+    ap = open_approx(m, factory, 0);
+    assert_true(semd_index_loaded(ap));
+    assert_string_equal(semd_index_note(ap), "");
+    assert_int_equal(stat(want, &st2), 0);
+    assert_true(st1.st_mtim.tv_sec == st2.st_mtim.tv_sec
+                && st1.st_mtim.tv_nsec == st2.st_mtim.tv_nsec);
+    s.ef_search = 0;
+    s.nprobe = 0;
+    s.rerank = 0;
+    assert_true(mean_recall(ex, ap, m, &s, 50) >= 0.9);
+    semd_index_close(ap);
+
+    /* asked to rebuild */
+    ap = open_approx(m, factory, 1);
+    assert_false(semd_index_loaded(ap));
+    assert_non_null(strstr(semd_index_note(ap), "rebuild requested"));
+    semd_index_close(ap);
+    semd_index_close(ex);
+    semd_model_close(m);
+
+    /* another model at the same path: the saved index no longer matches */
+    path = t_random_model("ap.semd", 3000, dims, 13);
+    m = open_model(path);
+    ap = open_approx(m, factory, 0);
+    assert_false(semd_index_loaded(ap));
+    assert_non_null(strstr(semd_index_note(ap), "another model"));
+    semd_index_close(ap);
+    semd_model_close(m);
+}
+
+static void
+test_hnsw(void **state)
+{
+    (void)state;
+    check_approx("HNSW32", "HNSW32.faiss");
+}
+
+static void
+test_ivf(void **state)
+{
+    (void)state;
+    check_approx("IVF16,Flat", "IVF16_Flat.faiss");
+}
+
+struct worker {
+    struct semd_index *ix;
+    const float *q;
+    uint32_t dims;
+    const struct semd_hit *want; /* [3][nq][10] */
+    int nq, bad;
+};
+
+static void *
+search_worker(void *arg)
+{
+    struct worker *w = arg;
+    static const uint32_t efs[3] = {16, 40, 128};
+    for (int it = 0; it < 3 * w->nq; it++) {
+        int e = (it + w->nq) % 3, i = it % w->nq;
+        struct semd_search s = {0};
+        s.k = 10;
+        s.ef_search = efs[e];
+        struct semd_hit h[10];
+        uint32_t n = 0;
+        if (semd_index_search(w->ix, w->q + (size_t)i * w->dims, &s, h, &n,
+                              NULL) != 0) {
+            w->bad++;
+            continue;
+        }
+        const struct semd_hit *ref = w->want + ((size_t)e * w->nq + i) * 10;
+        for (uint32_t j = 0; j < n; j++)
+            if (h[j].row != ref[j].row)
+                w->bad++;
+    }
+    return NULL;
+}
+
+/* Threads searching one HNSW index with different efSearch values get the
+ * answers each value gives alone. */
+static void
+test_concurrent_params(void **state)
+{
+    (void)state;
+    const uint32_t dims = 16;
+    struct semd_model *m = open_model(t_random_model("cc.semd", 3000, dims,
+                                                     21));
+    struct semd_index *ap = open_approx(m, "HNSW16", 0);
+    enum { NQ = 40 };
+    float *q = malloc(NQ * dims * sizeof *q);
+    struct semd_hit *want = malloc(3 * NQ * 10 * sizeof *want);
+    uint64_t seed = 8;
+    for (int i = 0; i < NQ; i++)
+        random_query(q + i * dims, dims, &seed);
+    static const uint32_t efs[3] = {16, 40, 128};
+    for (int e = 0; e < 3; e++)
+        for (int i = 0; i < NQ; i++) {
+            struct semd_search s = {0};
+            s.k = 10;
+            s.ef_search = efs[e];
+            uint32_t n;
+            assert_int_equal(semd_index_search(ap, q + i * dims, &s,
+                                               want + (e * NQ + i) * 10, &n,
+                                               NULL), 0);
+            assert_int_equal(n, 10);
+        }
+    pthread_t th[4];
+    struct worker w[4];
+    for (int t = 0; t < 4; t++) {
+        w[t] = (struct worker){ap, q, dims, want, NQ, 0};
+        assert_int_equal(pthread_create(&th[t], NULL, search_worker, &w[t]),
+                         0);
+    }
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(w[t].bad, 0);
+    }
+    free(q);
+    free(want);
+    semd_index_close(ap);
+    semd_model_close(m);
+}
+
+static void
+test_approx_errors(void **state)
+{
+    (void)state;
+    const uint32_t dims = 24;
+    const char *path = t_random_model("err.semd", 500, dims, 2);
+    struct semd_model *m = open_model(path);
+    struct semd_index *ix = NULL;
+    struct semd_err err = {0};
+    struct semd_index_opts o = {0};
+
+    o.factory = "NoSuchIndex99";
+    assert_int_equal(semd_index_open(&ix, m, &o, &err), SEMD_EINDEX);
+    assert_int_equal(err.code, SEMD_EINDEX);
+    assert_non_null(strstr(err.msg, "NoSuchIndex99"));
+    assert_null(ix);
+
+    /* PQ7 needs dims divisible by 7 */
+    o.factory = "IVF4,PQ7";
+    assert_int_equal(semd_index_open(&ix, m, &o, &err), SEMD_EINDEX);
+    assert_non_null(strstr(err.msg, "24 dims"));
+
+    /* a saved index whose sidecar matches but whose content does not */
+    o.factory = "HNSW8";
+    assert_int_equal(semd_index_open(&ix, m, &o, &err), 0);
+    char saved[512];
+    snprintf(saved, sizeof saved, "%s", semd_index_path(ix));
+    semd_index_close(ix);
+    struct semd_model *m2 = open_model(t_random_model("err2.semd", 300, 12,
+                                                      3));
+    struct semd_index_opts o2 = {0};
+    o2.factory = "HNSW8";
+    o2.path = t_path("other.faiss");
+    assert_int_equal(semd_index_open(&ix, m2, &o2, &err), 0);
+    semd_index_close(ix);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", t_path("other.faiss"), saved);
+    assert_int_equal(t_run(cmd, NULL), 0);
+    ix = NULL;
+    assert_int_equal(semd_index_open(&ix, m, &o, &err), SEMD_EINDEX);
+    assert_non_null(strstr(err.msg, "12 dimensions"));
+    assert_null(ix);
+    semd_model_close(m2);
+
+    /* a corrupt saved index is an error, not a crash */
+    t_write_file(saved, "garbage", 7);
+    assert_int_equal(semd_index_open(&ix, m, &o, &err), SEMD_EINDEX);
+    assert_non_null(strstr(err.msg, "reading the saved index"));
+
+    /* an unwritable place: built, usable, and the note says why unsaved */
+    o.path = "/nonexistent-dir/x.faiss";
+    assert_int_equal(semd_index_open(&ix, m, &o, &err), 0);
+    assert_non_null(strstr(semd_index_note(ix), "not saved"));
+    float q[24] = {1};
+    struct semd_search s = {0};
+    s.k = 3;
+    struct semd_hit h[3];
+    uint32_t n = 0;
+    assert_int_equal(semd_index_search(ix, q, &s, h, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -442,6 +739,10 @@ main(void)
         cmocka_unit_test(test_exact_options),
         cmocka_unit_test(test_exact_adversarial),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_hnsw),
+        cmocka_unit_test(test_ivf),
+        cmocka_unit_test(test_concurrent_params),
+        cmocka_unit_test(test_approx_errors),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
