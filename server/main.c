@@ -30,11 +30,6 @@ static const struct command commands[] = {
     {"eval", cmd_eval, "analogy accuracy and word-pair correlations"},
 };
 
-/* From OpenBLAS and OpenMP; declared here so that the thread policy is set
- * in one place without including their headers. */
-void openblas_set_num_threads(int n);
-void omp_set_num_threads(int n);
-
 const char *
 main_thread_policy(int pool_threads)
 {
@@ -42,8 +37,7 @@ main_thread_policy(int pool_threads)
      * team inside each would oversubscribe the cores. One pool thread
      * (or a batch command) keeps the libraries' own threads. */
     if (pool_threads > 1) {
-        openblas_set_num_threads(1);
-        omp_set_num_threads(1);
+        semd_set_threads(1, 1);
         return "openblas_threads=1 omp_threads=1";
     }
     return "openblas_threads=default omp_threads=default";
