@@ -53,6 +53,7 @@ SERVER_SRC := \
 	server/cmd_train.c \
 	server/cmd_query.c \
 	server/cmd_tokenize.c \
+	server/cmd_tokenize.c \
 	server/convert.c \
 	server/fmt_text.c \
 	server/fmt_w2vbin.c \
@@ -72,6 +73,7 @@ SERVER_SRC := \
 
 TESTS := \
 	test_model \
+	test_bpe \
 	test_convert \
 	test_bpe \
 	test_journal \

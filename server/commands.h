@@ -11,6 +11,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_query(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
 int cmd_serve(int argc, char **argv);

@@ -27,6 +27,7 @@ static const struct command commands[] = {
      "convert word2vec, GloVe, fastText, safetensors, wink JSON"},
     {"export", cmd_export, "write a model as word2vec text or binary"},
     {"query", cmd_query, "nearest words of a word or an expression"},
+    {"tokenize", cmd_tokenize, "split text into BPE tokens (--json)"},
     {"eval", cmd_eval, "analogy accuracy and word-pair correlations"},
 };
 
