@@ -53,7 +53,6 @@ SERVER_SRC := \
 	server/cmd_train.c \
 	server/cmd_query.c \
 	server/cmd_tokenize.c \
-	server/cmd_tokenize.c \
 	server/convert.c \
 	server/fmt_text.c \
 	server/fmt_w2vbin.c \
@@ -73,7 +72,6 @@ SERVER_SRC := \
 
 TESTS := \
 	test_model \
-	test_bpe \
 	test_convert \
 	test_bpe \
 	test_journal \
@@ -150,6 +148,27 @@ bench: all $(BENCH_BINS)
 	@test -f data/glove-6b-100d.semd || $(MAKE) --no-print-directory model
 	@BUILD=$(BUILD) SEMD_BIN=$(BUILD)/semd SEMD_MODEL=data/glove-6b-100d.semd \
 		bash tests/bench/run.sh
+
+# Sets up, builds, fetches and converts the default model and serves it on
+# 127.0.0.1:8080. When the model cannot be fetched it serves the 20k-word
+# test fixture instead, and says so.
+run:
+	@bash deploy/setup.sh --with-node
+	@$(MAKE) --no-print-directory all $(BUILD)/glove-20k.semd
+	@if $(MAKE) --no-print-directory model; then \
+		m=data/glove-6b-100d.semd; \
+	else \
+		m=$(BUILD)/glove-20k.semd; \
+		echo "run: could not fetch the default model; serving the" \
+		     "20,000-word test fixture $$m instead"; \
+	fi; \
+	echo; \
+	echo "semd serves $$m on http://127.0.0.1:8080 (Ctrl-C stops). Try:"; \
+	echo "  curl 'http://127.0.0.1:8080/v1/neighbors?word=frog&k=5'"; \
+	echo "  curl 'http://127.0.0.1:8080/v1/analogy?q=king-man+woman&explain=1'"; \
+	echo "  curl -H 'Content-Type: application/json' -d '{\"pairs\":[[\"cat\",\"dog\"],[\"cat\",\"car\"]]}' http://127.0.0.1:8080/v1/similarity"; \
+	echo; \
+	exec $(BUILD)/semd serve $$m --listen 127.0.0.1:8080
 
 setup:
 	bash deploy/setup.sh --with-node

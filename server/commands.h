@@ -13,6 +13,7 @@ int cmd_export(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 int cmd_serve(int argc, char **argv);
 

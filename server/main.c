@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"query", cmd_query, "nearest words of a word or an expression"},
     {"tokenize", cmd_tokenize, "split text into BPE tokens (--json)"},
     {"eval", cmd_eval, "analogy accuracy and word-pair correlations"},
+    {"train", cmd_train, "train skip-gram vectors on a text file"},
 };
 
 const char *

@@ -1,0 +1,1307 @@
+/*
+ * train.c - skip-gram with negative sampling, as word2vec.c does it, for
+ * `semd train` (a corpus file) and for the daemon's trainer (text as it
+ * arrives).
+ *
+ * What follows word2vec.c exactly: the unigram^0.75 noise table; the
+ * sub-sampling rule (keep a word with probability
+ * (sqrt(c / (sample * total)) + 1) * (sample * total) / c); the reduced
+ * window b drawn per centre word; the input vector of each context word
+ * predicting the centre word and `negative` noise words, with the clipped
+ * gradient at |f| > MAX_EXP; the linear learning-rate decay from alpha to
+ * the floor alpha * 1e-4, recomputed every 10,000 words; the generator
+ * next = next * 25214903917 + 11 per thread; Hogwild (workers update the
+ * shared matrices without locks). Differences: a line is a sentence and
+ * sentences are cut at 10,000 words, as gensim's LineSentence does; the
+ * noise table holds 64 entries per word on average (at most word2vec's
+ * 10^8), so it stays small for small vocabularies.
+ *
+ * The inner loop is the dot product and the two updates of a 100-float
+ * row. At -O2 a plain loop is one serial chain of adds; the AVX2/FMA path
+ * (chosen at run time) keeps two vector accumulators and fuses the
+ * context-vector update with the error accumulation; the portable path
+ * keeps eight partial sums.
+ *
+ * Pre-trained models carry no context vectors. By default they start at
+ * zero, as word2vec starts them: the first updates then move only the
+ * context vectors, towards the pre-trained input vectors, so a model's
+ * neighbours stay where they were until the contexts have learnt, and new
+ * words are pulled towards the words they appear with. SEMD_CTX_SCALED
+ * starts them as a copy of the input vectors scaled to a mean norm of 1.
+ *
+ * Online growth: a word below min_count waits in a candidate table; when it
+ * reaches min_count it gets a row (amortised O(dims)). The noise table and
+ * sub-sampling thresholds are rebuilt only when the vocabulary has grown
+ * by 1 % or the total count by 10 % since the last build, so a post costs
+ * in proportion to its own words; until then new words are trained as
+ * centre and context words but not drawn as noise.
+ *
+ * Threads: a trainer belongs to one thread, which starts and joins the
+ * workers inside each training call. Only the statistics (under stats_lock)
+ * are read from other threads.
+ */
+#include "semd.h"
+
+#include "model.h"
+#include "vocab.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXP_TABLE_SIZE 1000
+#define MAX_EXP 6
+#define MAX_SENTENCE 10000
+#define SENT_END UINT32_MAX
+#define CAND_BIT 0x80000000u
+#define MAX_ROWS 0x7FFFFFF0u
+#define TABLE_PER_WORD 64
+#define TABLE_MAX 100000000ull
+#define TABLE_MIN 1024ull
+#define FLUSH_WORDS 10000
+#define LOSS_DECAY 0.9
+
+struct semd_trainer {
+    struct semd_train_opts o;
+    uint32_t dim;
+    struct vocab voc;  /* rows */
+    struct vocab cand; /* online words below min_count */
+    uint32_t *cand_row; /* row a candidate became, or VOCAB_NONE */
+    uint32_t cand_row_cap;
+    uint64_t init_rows;
+
+    float *syn0, *syn1; /* cap_rows x dim, 64-byte aligned */
+    float *keep;        /* sub-sampling: keep probability per row */
+    uint64_t cap_rows;
+    uint64_t total; /* sum of row counts */
+
+    uint32_t *table; /* noise table over rows [0, table_rows) */
+    uint64_t table_size;
+    uint32_t table_rows;
+    uint64_t table_total;
+
+    float exp_table[EXP_TABLE_SIZE + 1];
+    float nll_table[EXP_TABLE_SIZE + 1]; /* -log sigmoid(x) */
+    int simd;
+
+    uint32_t *ids; /* scratch token stream */
+    size_t n_ids, cap_ids;
+
+    pthread_mutex_t stats_lock;
+    struct semd_train_stats st;
+    double loss_sum, loss_pairs; /* decayed, for the running loss */
+    double run_start;
+};
+
+struct run {
+    struct semd_trainer *t;
+    const uint32_t *stream;
+    uint32_t epochs;
+    uint32_t rows;
+    uint64_t planned;
+    _Atomic uint64_t done;
+};
+
+struct worker {
+    struct run *run;
+    uint32_t id;
+    size_t begin, end;
+};
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void
+semd_train_opts_init(struct semd_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->dim = 100;
+    o->window = 5;
+    o->negative = 5;
+    o->sample = 1e-3;
+    o->alpha = 0.025;
+    o->min_count = 5;
+    o->epochs = 1;
+    o->threads = 1;
+    o->seed = 1;
+    o->lowercase = 1;
+    o->punct = SEMD_PUNCT_SPLIT;
+    o->ctx_init = SEMD_CTX_ZERO;
+}
+
+/* ------------------------------------------------------------ splitting */
+
+struct splitter {
+    const struct semd_train_opts *o;
+    void (*emit)(void *, const char *, size_t);
+    void *arg;
+    char word[SEMD_MAX_WORD];
+    size_t len;
+    int high; /* the word holds a byte >= 0x80 */
+};
+
+static void
+flush_word(struct splitter *s)
+{
+    if (s->len == 0)
+        return;
+    if (!s->high || model_utf8_valid_prefix(s->word, s->len) == s->len)
+        s->emit(s->arg, s->word, s->len);
+    s->len = 0;
+    s->high = 0;
+}
+
+static void
+put_byte(struct splitter *s, unsigned char c)
+{
+    if (s->len == SEMD_MAX_WORD) {
+        /* cut a run that long; a cut inside a character fails the UTF-8
+         * check and the piece is dropped */
+        flush_word(s);
+    }
+    s->word[s->len++] = (char)c;
+    if (c >= 0x80)
+        s->high = 1;
+}
+
+static int
+is_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z') || c >= 0x80;
+}
+
+static int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int
+is_punct(unsigned char c)
+{
+    return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) ||
+           (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
+}
+
+/* Length of an English clitic starting at p ('s 're 've 'll 'd 'm, after
+ * the apostrophe) followed by a non-word byte, else 0. */
+static size_t
+clitic(const unsigned char *p, const unsigned char *end)
+{
+    static const char *const cl[] = {"s", "re", "ve", "ll", "d", "m"};
+    for (size_t i = 0; i < sizeof cl / sizeof cl[0]; i++) {
+        size_t n = strlen(cl[i]);
+        if ((size_t)(end - p) < n)
+            continue;
+        int ok = 1;
+        for (size_t k = 0; k < n && ok; k++)
+            ok = (p[k] | 0x20) == (unsigned char)cl[i][k];
+        if (ok && (p + n == end || !is_alnum(p[n])))
+            return n;
+    }
+    return 0;
+}
+
+void
+semd_train_split(const struct semd_train_opts *o, const char *text,
+                 size_t len, void (*emit)(void *, const char *, size_t),
+                 void *arg)
+{
+    struct splitter s = {.o = o, .emit = emit, .arg = arg};
+    const unsigned char *p = (const unsigned char *)text;
+    const unsigned char *end = p + len;
+    int in_sentence = 0;
+    int punct = o ? o->punct : SEMD_PUNCT_SPLIT;
+    int lower = o ? o->lowercase : 1;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '\n') {
+            flush_word(&s);
+            if (in_sentence)
+                emit(arg, "", 0);
+            in_sentence = 0;
+            p++;
+            continue;
+        }
+        if (c <= ' ' || c == 0x7F) {
+            flush_word(&s);
+            p++;
+            continue;
+        }
+        in_sentence = 1;
+        if (punct != SEMD_PUNCT_KEEP && is_punct(c)) {
+            unsigned char prev = s.len ? (unsigned char)s.word[s.len - 1] : 0;
+            unsigned char next = p + 1 < end ? p[1] : 0;
+            if (s.len && is_alnum(prev) && is_alnum(next) &&
+                (c == '-' ||
+                 ((c == '.' || c == ',') && is_digit(prev) && is_digit(next)))) {
+                put_byte(&s, c);
+                p++;
+                continue;
+            }
+            if (c == '\'' && s.len && is_alnum(prev)) {
+                size_t k = clitic(p + 1, end);
+                if (k) {
+                    flush_word(&s);
+                    put_byte(&s, '\'');
+                    p++;
+                    continue; /* the clitic's letters follow */
+                }
+                if ((prev | 0x20) == 'n' && s.len > 1 && (next | 0x20) == 't' &&
+                    (p + 2 == end || !is_alnum(p[2]))) {
+                    s.len--;
+                    flush_word(&s);
+                    put_byte(&s, lower ? 'n' : prev);
+                    put_byte(&s, '\'');
+                    p++;
+                    continue;
+                }
+            }
+            flush_word(&s);
+            if (punct == SEMD_PUNCT_SPLIT)
+                emit(arg, (const char *)p, 1);
+            p++;
+            continue;
+        }
+        if (lower && c >= 'A' && c <= 'Z') {
+            put_byte(&s, (unsigned char)(c + 32));
+            p++;
+            continue;
+        }
+        /* Latin-1 capitals U+00C0..U+00DE except U+00D7 (multiplication) */
+        if (lower && c == 0xC3 && p + 1 < end && p[1] >= 0x80 &&
+            p[1] <= 0x9E && p[1] != 0x97) {
+            if (s.len + 2 > SEMD_MAX_WORD)
+                flush_word(&s);
+            put_byte(&s, 0xC3);
+            put_byte(&s, (unsigned char)(p[1] + 0x20));
+            p += 2;
+            continue;
+        }
+        put_byte(&s, c);
+        p++;
+    }
+    flush_word(&s);
+    if (in_sentence)
+        emit(arg, "", 0);
+}
+
+/* --------------------------------------------------------------- kernels */
+
+static float
+dot_gen(const float *a, const float *b, uint32_t n)
+{
+    float s[8] = {0};
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += a[i + k] * b[i + k];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
+/* neu1e += g * c; c += g * in */
+static void
+upd_gen(float *neu1e, float *c, const float *in, float g, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        float t = c[i];
+        neu1e[i] += g * t;
+        c[i] = t + g * in[i];
+    }
+}
+
+static void
+add_gen(float *dst, const float *src, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+__attribute__((target("avx2,fma"))) static inline float
+dot_avx2(const float *a, const float *b, uint32_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i),
+                             s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8),
+                             _mm256_loadu_ps(b + i + 8), s1);
+    }
+    if (i + 8 <= n) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i),
+                             s0);
+        i += 8;
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0),
+                          _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
+__attribute__((target("avx2,fma"))) static inline void
+upd_avx2(float *neu1e, float *c, const float *in, float g, uint32_t n)
+{
+    __m256 gv = _mm256_set1_ps(g);
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 t = _mm256_loadu_ps(c + i);
+        _mm256_storeu_ps(neu1e + i,
+                         _mm256_fmadd_ps(gv, t, _mm256_loadu_ps(neu1e + i)));
+        _mm256_storeu_ps(c + i,
+                         _mm256_fmadd_ps(gv, _mm256_loadu_ps(in + i), t));
+    }
+    for (; i < n; i++) {
+        float t = c[i];
+        neu1e[i] += g * t;
+        c[i] = t + g * in[i];
+    }
+}
+
+__attribute__((target("avx2,fma"))) static inline void
+add_avx2(float *dst, const float *src, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i),
+                                                _mm256_loadu_ps(src + i)));
+    for (; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* What one worker needs in its inner loop. */
+struct ctx {
+    float *syn0, *syn1;
+    const uint32_t *table;
+    uint64_t table_size;
+    uint32_t rows, dim, window, negative;
+    const float *exp_table, *nll_table;
+    float *neu1e;
+    uint32_t *targets; /* negative + 1 */
+    uint64_t next_random;
+    double loss;
+    uint64_t pairs;
+};
+
+/* -log sigmoid(x) */
+static inline float
+nll(const struct ctx *c, float x)
+{
+    if (x >= MAX_EXP)
+        return expf(-x);
+    if (x <= -MAX_EXP)
+        return -x;
+    return c->nll_table[(int)((x + MAX_EXP) *
+                              (EXP_TABLE_SIZE / MAX_EXP / 2))];
+}
+
+/* One sentence of skip-gram, word2vec.c's loop; DOT/UPD/ADD pick the
+ * kernels. */
+#define SG_SENTENCE(NAME, ATTR, DOT, UPD, ADD)                                \
+    ATTR static void NAME(struct ctx *c, const uint32_t *sen, int n,         \
+                          float alpha)                                        \
+    {                                                                         \
+        const uint32_t dim = c->dim;                                          \
+        const int window = (int)c->window;                                    \
+        uint64_t next_random = c->next_random;                                \
+        double loss = 0;                                                      \
+        uint64_t pairs = 0;                                                   \
+        for (int pos = 0; pos < n; pos++) {                                   \
+            uint32_t word = sen[pos];                                         \
+            next_random = next_random * 25214903917ull + 11;                  \
+            int b = (int)(next_random % (uint64_t)window);                    \
+            for (int a = b; a < window * 2 + 1 - b; a++) {                    \
+                if (a == window)                                              \
+                    continue;                                                 \
+                int cpos = pos - window + a;                                  \
+                if (cpos < 0 || cpos >= n)                                    \
+                    continue;                                                 \
+                float *in = c->syn0 + (uint64_t)sen[cpos] * dim;              \
+                /* draw the noise words first (the same sequence as          \
+                 * word2vec) so their table and row loads overlap */         \
+                uint32_t *tg = c->targets;                                    \
+                uint32_t k = 1;                                               \
+                tg[0] = word;                                                 \
+                for (uint32_t d = 0; d < c->negative; d++) {                  \
+                    next_random = next_random * 25214903917ull + 11;          \
+                    uint32_t target =                                         \
+                        c->table[(next_random >> 16) % c->table_size];        \
+                    if (target != word)                                       \
+                        tg[k++] = target;                                     \
+                }                                                             \
+                for (uint32_t j = 1; j < k; j++) {                            \
+                    const char *row = (const char *)(c->syn1 +                \
+                                                     (uint64_t)tg[j] * dim);  \
+                    for (uint32_t o = 0; o < dim * 4; o += 64)                \
+                        __builtin_prefetch(row + o, 1, 3);                    \
+                }                                                             \
+                memset(c->neu1e, 0, dim * sizeof(float));                     \
+                for (uint32_t j = 0; j < k; j++) {                            \
+                    const float label = j == 0 ? 1.0f : 0.0f;                 \
+                    float *out = c->syn1 + (uint64_t)tg[j] * dim;             \
+                    float f = DOT(in, out, dim);                              \
+                    float g;                                                  \
+                    if (f > MAX_EXP)                                          \
+                        g = (label - 1) * alpha;                              \
+                    else if (f < -MAX_EXP)                                    \
+                        g = (label - 0) * alpha;                              \
+                    else                                                      \
+                        g = (label -                                          \
+                             c->exp_table[(int)((f + MAX_EXP) *               \
+                                                (EXP_TABLE_SIZE / MAX_EXP /   \
+                                                 2))]) *                      \
+                            alpha;                                            \
+                    loss += nll(c, j == 0 ? f : -f);                          \
+                    UPD(c->neu1e, out, in, g, dim);                           \
+                }                                                             \
+                ADD(in, c->neu1e, dim);                                       \
+                pairs++;                                                      \
+            }                                                                 \
+        }                                                                     \
+        c->next_random = next_random;                                         \
+        c->loss += loss;                                                      \
+        c->pairs += pairs;                                                    \
+    }
+
+SG_SENTENCE(sentence_gen, , dot_gen, upd_gen, add_gen)
+SG_SENTENCE(sentence_avx2, __attribute__((target("avx2,fma"))), dot_avx2,
+            upd_avx2, add_avx2)
+
+/* ---------------------------------------------------------------- workers */
+
+static void
+flush_stats(struct semd_trainer *t, uint64_t words, struct ctx *c,
+            float alpha)
+{
+    pthread_mutex_lock(&t->stats_lock);
+    t->st.words_trained += words;
+    t->st.run_done += words;
+    t->st.pairs += c->pairs;
+    t->loss_sum = t->loss_sum * LOSS_DECAY + c->loss;
+    t->loss_pairs = t->loss_pairs * LOSS_DECAY + (double)c->pairs;
+    if (t->loss_pairs > 0)
+        t->st.loss = t->loss_sum / t->loss_pairs;
+    t->st.alpha = alpha;
+    double el = now_s() - t->run_start;
+    if (el > 0)
+        t->st.words_per_sec = (double)t->st.run_done / el;
+    pthread_mutex_unlock(&t->stats_lock);
+    c->loss = 0;
+    c->pairs = 0;
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct run *r = w->run;
+    struct semd_trainer *t = r->t;
+    const float start_alpha = (float)t->o.alpha;
+    float alpha = start_alpha;
+    struct ctx c = {
+        .syn0 = t->syn0,
+        .syn1 = t->syn1,
+        .table = t->table,
+        .table_size = t->table_size,
+        .rows = r->rows,
+        .dim = t->dim,
+        .window = t->o.window,
+        .negative = t->table ? t->o.negative : 0,
+        .exp_table = t->exp_table,
+        .nll_table = t->nll_table,
+        .next_random = t->o.seed + w->id,
+    };
+    float neu1e[MODEL_MAX_DIMS > 4096 ? 4096 : MODEL_MAX_DIMS];
+    float *heap = NULL;
+    if (t->dim > sizeof neu1e / sizeof neu1e[0]) {
+        heap = malloc(t->dim * sizeof *heap);
+        if (!heap)
+            return NULL;
+        c.neu1e = heap;
+    } else {
+        c.neu1e = neu1e;
+    }
+    uint32_t sen[MAX_SENTENCE];
+    uint32_t targets[1001];
+    c.targets = targets;
+    const double sample = t->o.sample;
+    const uint64_t planned = r->planned;
+    uint64_t words = 0; /* not yet flushed */
+    for (uint32_t ep = 0; ep < r->epochs; ep++) {
+        size_t pos = w->begin;
+        while (pos < w->end) {
+            int n = 0;
+            while (pos < w->end && n < MAX_SENTENCE) {
+                uint32_t id = r->stream[pos++];
+                if (id == SENT_END)
+                    break;
+                words++;
+                if (sample > 0) {
+                    c.next_random = c.next_random * 25214903917ull + 11;
+                    if (t->keep[id] <
+                        (float)(c.next_random & 0xFFFF) / 65536.0f)
+                        continue;
+                }
+                sen[n++] = id;
+            }
+            if (words >= FLUSH_WORDS) {
+                uint64_t done = atomic_fetch_add(&r->done, words) + words;
+                alpha = start_alpha *
+                        (float)(1.0 - (double)done / (double)(planned + 1));
+                if (alpha < start_alpha * 0.0001f)
+                    alpha = start_alpha * 0.0001f;
+                flush_stats(t, words, &c, alpha);
+                words = 0;
+            }
+            if (n > 1) {
+                if (t->simd)
+                    sentence_avx2(&c, sen, n, alpha);
+                else
+                    sentence_gen(&c, sen, n, alpha);
+            }
+        }
+    }
+    atomic_fetch_add(&r->done, words);
+    flush_stats(t, words, &c, alpha);
+    free(heap);
+    return NULL;
+}
+
+/* Trains epochs passes over stream[0, n) with the configured threads. */
+static int
+run_stream(struct semd_trainer *t, const uint32_t *stream, size_t n,
+           uint64_t words, uint32_t epochs, struct semd_err *err)
+{
+    uint32_t threads = t->o.threads ? t->o.threads : 1;
+    /* tiny posts are not worth a thread each */
+    if (words < (uint64_t)threads * 2000)
+        threads = 1;
+    struct run r = {.t = t, .stream = stream, .epochs = epochs,
+                    .rows = t->voc.n, .planned = words * epochs};
+    atomic_init(&r.done, 0);
+    pthread_mutex_lock(&t->stats_lock);
+    t->st.run_done = 0;
+    t->st.run_planned = r.planned;
+    t->st.alpha = t->o.alpha;
+    t->run_start = now_s();
+    pthread_mutex_unlock(&t->stats_lock);
+
+    struct worker *ws = calloc(threads, sizeof *ws);
+    pthread_t *th = calloc(threads, sizeof *th);
+    if (!ws || !th) {
+        free(ws);
+        free(th);
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    }
+    size_t prev_end = 0;
+    for (uint32_t i = 0; i < threads; i++) {
+        size_t b = prev_end;
+        size_t e = i + 1 == threads ? n : n / threads * (i + 1);
+        if (e < b)
+            e = b;
+        /* end a slice after a sentence so no sentence is split */
+        while (e < n && e > 0 && stream[e - 1] != SENT_END)
+            e++;
+        ws[i] = (struct worker){&r, i, b, e};
+        prev_end = e;
+    }
+    uint32_t started = 0;
+    int rc = 0;
+    for (; started < threads; started++)
+        if (pthread_create(&th[started], NULL, worker_main, &ws[started])) {
+            rc = semd_err_set(err, SEMD_ENOMEM, "cannot start thread %u",
+                              started);
+            break;
+        }
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(ws);
+    free(th);
+    return rc;
+}
+
+/* ------------------------------------------------------------- the model */
+
+static int
+ensure_rows(struct semd_trainer *t, uint64_t rows)
+{
+    if (rows <= t->cap_rows)
+        return 0;
+    uint64_t cap = t->cap_rows ? t->cap_rows : 1024;
+    while (cap < rows)
+        cap *= 2;
+    size_t bytes = (size_t)(cap * t->dim * sizeof(float));
+    bytes = (bytes + 63) & ~(size_t)63;
+    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes);
+    float *k = realloc(t->keep, cap * sizeof *k);
+    if (!a || !b || !k) {
+        free(a);
+        free(b);
+        if (k)
+            t->keep = k;
+        return -1;
+    }
+    t->keep = k;
+    size_t used = (size_t)(t->cap_rows * t->dim * sizeof(float));
+    if (used) {
+        memcpy(a, t->syn0, used);
+        memcpy(b, t->syn1, used);
+    }
+    free(t->syn0);
+    free(t->syn1);
+    t->syn0 = a;
+    t->syn1 = b;
+    t->cap_rows = cap;
+    return 0;
+}
+
+/* word2vec's random start, from a generator seeded by the word so a word's
+ * first vector does not depend on the order words arrive in. */
+static void
+init_row(struct semd_trainer *t, uint32_t row)
+{
+    uint64_t r = t->o.seed ^ t->voc.hashes[row];
+    float *v = t->syn0 + (uint64_t)row * t->dim;
+    for (uint32_t i = 0; i < t->dim; i++) {
+        r = r * 25214903917ull + 11;
+        v[i] = ((float)(r & 0xFFFF) / 65536.0f - 0.5f) / (float)t->dim;
+    }
+    memset(t->syn1 + (uint64_t)row * t->dim, 0, t->dim * sizeof(float));
+}
+
+static void
+set_keep(struct semd_trainer *t, uint32_t row)
+{
+    double c = (double)t->voc.counts[row];
+    if (t->o.sample <= 0 || c <= 0) {
+        t->keep[row] = 1.0f;
+        return;
+    }
+    double st = t->o.sample * (double)t->total;
+    t->keep[row] = (float)((sqrt(c / st) + 1) * st / c);
+}
+
+/* word2vec's InitUnigramTable over the current rows. */
+static int
+build_table(struct semd_trainer *t)
+{
+    uint32_t rows = t->voc.n;
+    for (uint32_t i = 0; i < rows; i++)
+        set_keep(t, i);
+    t->table_rows = rows;
+    t->table_total = t->total;
+    if (rows == 0)
+        return 0;
+    uint64_t size = (uint64_t)rows * TABLE_PER_WORD;
+    if (size > TABLE_MAX)
+        size = TABLE_MAX;
+    if (size < TABLE_MIN)
+        size = TABLE_MIN;
+    if (size != t->table_size) {
+        uint32_t *tb = realloc(t->table, size * sizeof *tb);
+        if (!tb)
+            return -1;
+        t->table = tb;
+        t->table_size = size;
+    }
+    double pow_sum = 0;
+    for (uint32_t i = 0; i < rows; i++)
+        pow_sum += pow((double)t->voc.counts[i], 0.75);
+    if (pow_sum <= 0) {
+        for (uint64_t a = 0; a < size; a++)
+            t->table[a] = (uint32_t)(a % rows);
+        return 0;
+    }
+    uint32_t i = 0;
+    double d1 = pow((double)t->voc.counts[0], 0.75) / pow_sum;
+    for (uint64_t a = 0; a < size; a++) {
+        t->table[a] = i;
+        if ((double)a / (double)size > d1 && i + 1 < rows) {
+            i++;
+            d1 += pow((double)t->voc.counts[i], 0.75) / pow_sum;
+        }
+    }
+    return 0;
+}
+
+static int
+maybe_rebuild_table(struct semd_trainer *t)
+{
+    uint64_t grown = t->voc.n - t->table_rows;
+    if (t->table && grown * 100 < t->table_rows &&
+        (t->total - t->table_total) * 10 < t->table_total + 1)
+        return 0;
+    return build_table(t);
+}
+
+/* A new row for word with count, initialised; VOCAB_NONE on failure. */
+static uint32_t
+add_row(struct semd_trainer *t, const char *word, size_t len, uint64_t count,
+        uint64_t h)
+{
+    if (t->voc.n >= MAX_ROWS || ensure_rows(t, t->voc.n + 1ull) != 0)
+        return VOCAB_NONE;
+    uint32_t row = vocab_add_h(&t->voc, word, len, count, h);
+    if (row == VOCAB_NONE)
+        return row;
+    init_row(t, row);
+    set_keep(t, row);
+    pthread_mutex_lock(&t->stats_lock);
+    t->st.rows = t->voc.n;
+    t->st.new_rows = t->voc.n - t->init_rows;
+    pthread_mutex_unlock(&t->stats_lock);
+    return row;
+}
+
+void
+semd_trainer_free(struct semd_trainer *t)
+{
+    if (!t)
+        return;
+    vocab_release(&t->voc);
+    vocab_release(&t->cand);
+    free(t->cand_row);
+    free(t->syn0);
+    free(t->syn1);
+    free(t->keep);
+    free(t->table);
+    free(t->ids);
+    pthread_mutex_destroy(&t->stats_lock);
+    free(t);
+}
+
+static int
+check_opts(const struct semd_train_opts *o, struct semd_err *err)
+{
+    if (o->dim < 1 || o->dim > MODEL_MAX_DIMS)
+        return semd_err_set(err, SEMD_EINVAL, "dim %u out of range (1..%u)",
+                            o->dim, MODEL_MAX_DIMS);
+    if (o->window < 1 || o->window > 1000)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "window %u out of range (1..1000)", o->window);
+    if (o->negative > 1000)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "negative %u out of range (0..1000)", o->negative);
+    if (!(o->sample >= 0 && o->sample < 1))
+        return semd_err_set(err, SEMD_EINVAL,
+                            "sample %g out of range [0, 1)", o->sample);
+    if (!(o->alpha > 0 && o->alpha <= 10))
+        return semd_err_set(err, SEMD_EINVAL,
+                            "alpha %g out of range (0, 10]", o->alpha);
+    if (o->min_count < 1)
+        return semd_err_set(err, SEMD_EINVAL, "min-count must be >= 1");
+    if (o->epochs < 1 || o->epochs > 10000)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "epochs %u out of range (1..10000)", o->epochs);
+    if (o->threads < 1 || o->threads > 1024)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "threads %u out of range (1..1024)", o->threads);
+    if (o->punct < SEMD_PUNCT_SPLIT || o->punct > SEMD_PUNCT_KEEP)
+        return semd_err_set(err, SEMD_EINVAL, "unknown punctuation mode %d",
+                            o->punct);
+    if (o->ctx_init < SEMD_CTX_ZERO || o->ctx_init > SEMD_CTX_SCALED)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "unknown context initialisation %d", o->ctx_init);
+    return 0;
+}
+
+static int
+load_init(struct semd_trainer *t, const struct semd_model *m,
+          struct semd_err *err)
+{
+    struct semd_model_info in;
+    semd_model_get_info(m, &in);
+    if (in.rows > MAX_ROWS)
+        return semd_err_set(err, SEMD_EINVAL, "init model has too many rows "
+                            "(%llu)", (unsigned long long)in.rows);
+    if (ensure_rows(t, in.rows ? in.rows : 1) != 0)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory for %llu rows",
+                            (unsigned long long)in.rows);
+    int ranks = (in.flags & SEMD_MODEL_COUNTS_ARE_RANKS) != 0;
+    const uint32_t dim = t->dim;
+    double norm_sum = 0;
+    for (uint64_t r = 0; r < in.rows; r++) {
+        size_t len;
+        const char *w = semd_model_word(m, r, &len);
+        uint64_t c = semd_model_count(m, r);
+        if (ranks)
+            c = 100000000ull / (c ? c : 1);
+        if (c == 0)
+            c = 1;
+        if (vocab_add(&t->voc, w, len, c) == VOCAB_NONE)
+            return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+        t->total += c;
+        memcpy(t->syn0 + r * dim, semd_model_row(m, r), dim * sizeof(float));
+        norm_sum += semd_model_norms(m)[r];
+    }
+    float scale = 0;
+    if (t->o.ctx_init == SEMD_CTX_SCALED && norm_sum > 0)
+        scale = (float)((double)in.rows / norm_sum);
+    for (uint64_t i = 0; i < in.rows * dim; i++)
+        t->syn1[i] = scale * t->syn0[i];
+    t->init_rows = in.rows;
+    return 0;
+}
+
+int
+semd_trainer_new(struct semd_trainer **out,
+                 const struct semd_train_opts *opts,
+                 const struct semd_model *init, struct semd_err *err)
+{
+    struct semd_train_opts o;
+    if (opts)
+        o = *opts;
+    else
+        semd_train_opts_init(&o);
+    if (init)
+        o.dim = semd_model_dims(init);
+    int rc = check_opts(&o, err);
+    if (rc != 0)
+        return rc;
+    struct semd_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    t->o = o;
+    t->dim = o.dim;
+    vocab_init(&t->voc);
+    vocab_init(&t->cand);
+    pthread_mutex_init(&t->stats_lock, NULL);
+    for (int i = 0; i <= EXP_TABLE_SIZE; i++) {
+        double x = ((double)i / EXP_TABLE_SIZE * 2 - 1) * MAX_EXP;
+        double e = exp(x);
+        t->exp_table[i] = (float)(e / (e + 1));
+        t->nll_table[i] = (float)log1p(exp(-x));
+    }
+    __builtin_cpu_init();
+    t->simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (getenv("SEMD_NO_SIMD"))
+        t->simd = 0;
+    if (init && (rc = load_init(t, init, err)) != 0)
+        goto fail;
+    if (init && build_table(t) != 0) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    t->st.rows = t->voc.n;
+    t->st.alpha = o.alpha;
+    *out = t;
+    return 0;
+fail:
+    semd_trainer_free(t);
+    return rc;
+}
+
+/* ---------------------------------------------------- corpus file training */
+
+struct counting {
+    struct vocab cv; /* every distinct word of the corpus */
+    uint32_t *stream;
+    size_t n, cap;
+    int failed;
+};
+
+static void
+count_emit(void *arg, const char *word, size_t len)
+{
+    struct counting *c = arg;
+    if (c->failed)
+        return;
+    uint32_t id = SENT_END;
+    if (len) {
+        uint64_t h = model_hash(word, len);
+        id = vocab_find_h(&c->cv, word, len, h);
+        if (id == VOCAB_NONE) {
+            id = vocab_add_h(&c->cv, word, len, 0, h);
+            if (id == VOCAB_NONE || id >= MAX_ROWS) {
+                c->failed = 1;
+                return;
+            }
+        }
+        c->cv.counts[id]++;
+    } else if (c->n == 0 || c->stream[c->n - 1] == SENT_END) {
+        return;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1u << 20;
+        uint32_t *s = realloc(c->stream, cap * sizeof *s);
+        if (!s) {
+            c->failed = 1;
+            return;
+        }
+        c->stream = s;
+        c->cap = cap;
+    }
+    c->stream[c->n++] = id;
+}
+
+/* Rows or words ordered most frequent first, ties in index order. */
+struct by_count {
+    uint64_t count;
+    uint32_t i;
+};
+
+static int
+cmp_by_count(const void *a, const void *b)
+{
+    const struct by_count *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+int
+semd_trainer_train_file(struct semd_trainer *t, const char *path,
+                        struct semd_err *err)
+{
+    if (!t || !path)
+        return semd_err_set(err, SEMD_EINVAL, "no trainer or no corpus");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return semd_err_set(err, SEMD_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return semd_err_set(err, SEMD_EIO, "%s: cannot stat: %s", path,
+                            strerror(e));
+    }
+    struct counting c = {0};
+    vocab_init(&c.cv);
+    uint32_t *remap = NULL;
+    struct by_count *order = NULL;
+    int rc = 0;
+    if (st.st_size > 0) {
+        void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+                         fd, 0);
+        if (map == MAP_FAILED) {
+            rc = semd_err_set(err, SEMD_EIO, "%s: cannot map: %s", path,
+                              strerror(errno));
+            close(fd);
+            goto out;
+        }
+        madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+        semd_train_split(&t->o, map, (size_t)st.st_size, count_emit, &c);
+        munmap(map, (size_t)st.st_size);
+    }
+    close(fd);
+    if (c.failed) {
+        rc = semd_err_set(err, SEMD_ENOMEM,
+                          "%s: out of memory counting words", path);
+        goto out;
+    }
+
+    /* rows: words already known keep theirs; new words seen min_count
+     * times join, most frequent first */
+    remap = malloc((c.cv.n ? c.cv.n : 1) * sizeof *remap);
+    order = malloc((c.cv.n ? c.cv.n : 1) * sizeof *order);
+    if (!remap || !order) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "out of memory");
+        goto out;
+    }
+    uint32_t n_new = 0;
+    for (uint32_t i = 0; i < c.cv.n; i++) {
+        uint32_t row = vocab_find_h(&t->voc, c.cv.words[i], c.cv.lens[i],
+                                    c.cv.hashes[i]);
+        remap[i] = row;
+        if (row != VOCAB_NONE) {
+            t->voc.counts[row] += c.cv.counts[i];
+            t->total += c.cv.counts[i];
+        } else if (c.cv.counts[i] >= t->o.min_count) {
+            order[n_new++] = (struct by_count){c.cv.counts[i], i};
+        }
+    }
+    qsort(order, n_new, sizeof *order, cmp_by_count);
+    for (uint32_t k = 0; k < n_new; k++) {
+        uint32_t i = order[k].i;
+        t->total += c.cv.counts[i];
+        remap[i] = add_row(t, c.cv.words[i], c.cv.lens[i], c.cv.counts[i],
+                           c.cv.hashes[i]);
+        if (remap[i] == VOCAB_NONE) {
+            rc = semd_err_set(err, SEMD_ENOMEM, "out of memory adding rows");
+            goto out;
+        }
+    }
+    if (t->voc.n == 0) {
+        rc = semd_err_set(err, SEMD_EINVAL,
+                          "%s: no word occurs min-count (%llu) times", path,
+                          (unsigned long long)t->o.min_count);
+        goto out;
+    }
+    if (build_table(t) != 0) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* the stream of rows: words without a row take no window position */
+    size_t m = 0;
+    uint64_t words = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        uint32_t id = c.stream[i];
+        if (id == SENT_END) {
+            if (m && c.stream[m - 1] != SENT_END)
+                c.stream[m++] = SENT_END;
+        } else if (remap[id] != VOCAB_NONE) {
+            c.stream[m++] = remap[id];
+            words++;
+        }
+    }
+    vocab_release(&c.cv);
+    free(remap);
+    free(order);
+    remap = NULL;
+    order = NULL;
+    /* the split ends every sentence, so the stream ends with SENT_END */
+    if (m && c.stream[m - 1] != SENT_END && m < c.cap)
+        c.stream[m++] = SENT_END;
+    rc = run_stream(t, c.stream, m, words, t->o.epochs, err);
+out:
+    vocab_release(&c.cv);
+    free(c.stream);
+    free(remap);
+    free(order);
+    return rc;
+}
+
+/* ------------------------------------------------------ online training */
+
+struct feeding {
+    struct semd_trainer *t;
+    int failed;
+};
+
+static int
+push_id(struct semd_trainer *t, uint32_t id)
+{
+    if (t->n_ids == t->cap_ids) {
+        size_t cap = t->cap_ids ? t->cap_ids * 2 : 4096;
+        uint32_t *s = realloc(t->ids, cap * sizeof *s);
+        if (!s)
+            return -1;
+        t->ids = s;
+        t->cap_ids = cap;
+    }
+    t->ids[t->n_ids++] = id;
+    return 0;
+}
+
+static void
+feed_emit(void *arg, const char *word, size_t len)
+{
+    struct feeding *f = arg;
+    struct semd_trainer *t = f->t;
+    if (f->failed)
+        return;
+    if (!len) {
+        if (t->n_ids && t->ids[t->n_ids - 1] != SENT_END &&
+            push_id(t, SENT_END) != 0)
+            f->failed = 1;
+        return;
+    }
+    uint64_t h = model_hash(word, len);
+    uint32_t id = vocab_find_h(&t->voc, word, len, h);
+    if (id != VOCAB_NONE) {
+        t->voc.counts[id]++;
+        t->total++;
+    } else {
+        uint32_t ci = vocab_find_h(&t->cand, word, len, h);
+        if (ci == VOCAB_NONE) {
+            ci = vocab_add_h(&t->cand, word, len, 0, h);
+            if (ci == VOCAB_NONE || ci >= CAND_BIT) {
+                f->failed = 1;
+                return;
+            }
+            if (ci >= t->cand_row_cap) {
+                uint32_t cap = t->cand_row_cap ? t->cand_row_cap * 2 : 1024;
+                uint32_t *cr = realloc(t->cand_row, cap * sizeof *cr);
+                if (!cr) {
+                    f->failed = 1;
+                    return;
+                }
+                t->cand_row = cr;
+                t->cand_row_cap = cap;
+            }
+            t->cand_row[ci] = VOCAB_NONE;
+        }
+        t->cand.counts[ci]++;
+        if (t->cand.counts[ci] >= t->o.min_count &&
+            t->cand_row[ci] == VOCAB_NONE) {
+            t->total += t->cand.counts[ci];
+            uint32_t row = add_row(t, word, len, t->cand.counts[ci], h);
+            if (row == VOCAB_NONE) {
+                f->failed = 1;
+                return;
+            }
+            t->cand_row[ci] = row;
+        }
+        id = CAND_BIT | ci;
+    }
+    if (push_id(t, id) != 0)
+        f->failed = 1;
+}
+
+int
+semd_trainer_feed(struct semd_trainer *t, const char *text, size_t len,
+                  struct semd_err *err)
+{
+    if (!t || (!text && len))
+        return semd_err_set(err, SEMD_EINVAL, "no trainer or no text");
+    struct feeding f = {t, 0};
+    t->n_ids = 0;
+    semd_train_split(&t->o, text, len, feed_emit, &f);
+    if (f.failed)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory reading text");
+    /* occurrences before a word joined are trained too; words still below
+     * min_count take no window position */
+    size_t m = 0;
+    uint64_t words = 0;
+    for (size_t i = 0; i < t->n_ids; i++) {
+        uint32_t id = t->ids[i];
+        if (id != SENT_END && (id & CAND_BIT)) {
+            id = t->cand_row[id & ~CAND_BIT];
+            if (id == VOCAB_NONE)
+                continue;
+        }
+        if (id == SENT_END && (m == 0 || t->ids[m - 1] == SENT_END))
+            continue;
+        t->ids[m++] = id;
+        words += id != SENT_END;
+    }
+    if (m && t->ids[m - 1] != SENT_END && m < t->cap_ids)
+        t->ids[m++] = SENT_END;
+    if (t->voc.n == 0 || words == 0) {
+        return 0;
+    }
+    if (maybe_rebuild_table(t) != 0)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    return run_stream(t, t->ids, m, words, 1, err);
+}
+
+/* -------------------------------------------------------------- queries */
+
+void
+semd_trainer_stats(struct semd_trainer *t, struct semd_train_stats *out)
+{
+    pthread_mutex_lock(&t->stats_lock);
+    *out = t->st;
+    pthread_mutex_unlock(&t->stats_lock);
+}
+
+uint64_t
+semd_trainer_rows(const struct semd_trainer *t)
+{
+    return t->voc.n;
+}
+
+uint32_t
+semd_trainer_dims(const struct semd_trainer *t)
+{
+    return t->dim;
+}
+
+const char *
+semd_trainer_word(const struct semd_trainer *t, uint64_t row, size_t *len)
+{
+    if (row >= t->voc.n)
+        return NULL;
+    if (len)
+        *len = t->voc.lens[row];
+    return t->voc.words[row];
+}
+
+uint64_t
+semd_trainer_count(const struct semd_trainer *t, uint64_t row)
+{
+    return row < t->voc.n ? t->voc.counts[row] : 0;
+}
+
+int
+semd_trainer_lookup(const struct semd_trainer *t, const char *word,
+                    size_t len, uint64_t *row)
+{
+    uint32_t r = vocab_find(&t->voc, word, len);
+    if (r == VOCAB_NONE)
+        return SEMD_ENOWORD;
+    *row = r;
+    return 0;
+}
+
+int
+semd_trainer_copy_rows(const struct semd_trainer *t, uint64_t first,
+                       uint64_t n, float *dst, struct semd_err *err)
+{
+    if (first > t->voc.n || n > t->voc.n - first)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "rows %llu..%llu out of range (%u rows)",
+                            (unsigned long long)first,
+                            (unsigned long long)(first + n),
+                            (unsigned)t->voc.n);
+    memcpy(dst, t->syn0 + first * t->dim, n * t->dim * sizeof(float));
+    return 0;
+}
+
+int
+semd_trainer_write(const struct semd_trainer *t, const char *path,
+                   const struct semd_writer_opts *opts, struct semd_err *err)
+{
+    if (!t || !path)
+        return semd_err_set(err, SEMD_EINVAL, "no trainer or no path");
+    if (t->voc.n == 0)
+        return semd_err_set(err, SEMD_EINVAL,
+                            "%s: the vocabulary is empty", path);
+    struct semd_writer_opts wo = {"semd-train", NULL, 0};
+    if (opts) {
+        wo = *opts;
+        if (!wo.source_format)
+            wo.source_format = "semd-train";
+    }
+    wo.flags &= ~SEMD_MODEL_COUNTS_ARE_RANKS;
+    struct by_count *order = malloc(t->voc.n * sizeof *order);
+    if (!order)
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < t->voc.n; i++)
+        order[i] = (struct by_count){t->voc.counts[i], i};
+    qsort(order, t->voc.n, sizeof *order, cmp_by_count);
+    struct semd_writer *w;
+    int rc = semd_writer_open(&w, path, t->dim, &wo, err);
+    if (rc != 0) {
+        free(order);
+        return rc;
+    }
+    for (uint32_t k = 0; k < t->voc.n; k++) {
+        uint32_t r = order[k].i;
+        rc = semd_writer_add(w, t->voc.words[r], t->voc.lens[r],
+                             t->syn0 + (uint64_t)r * t->dim,
+                             t->voc.counts[r], err);
+        if (rc != 0) {
+            semd_writer_abort(w);
+            free(order);
+            return rc;
+        }
+    }
+    free(order);
+    return semd_writer_finish(w, err);
+}
