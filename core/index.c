@@ -351,9 +351,8 @@ approx_search(const struct semd_index *ix, const float *unit,
     uint64_t kk = approx_fetch(ix, s);
     float *d = malloc(kk * sizeof *d);
     idx_t *lab = malloc(kk * sizeof *lab);
-    struct semd_hit *heap = malloc(s->k * sizeof *heap);
     int rc = 0;
-    if (!d || !lab || !heap) {
+    if (!d || !lab) {
         rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %llu candidates",
                           (unsigned long long)kk);
         goto out;
@@ -368,7 +367,7 @@ approx_search(const struct semd_index *ix, const float *unit,
     gate_leave(mix);
     if (rc)
         goto out;
-    struct topk t = {heap, 0, s->k};
+    struct topk t = {hits, 0, s->k};
     for (uint64_t i = 0; i < kk; i++) {
         if (lab[i] < 0 || (uint64_t)lab[i] >= lim)
             continue;
@@ -386,7 +385,6 @@ approx_search(const struct semd_index *ix, const float *unit,
 out:
     free(d);
     free(lab);
-    free(heap);
     return rc;
 }
 
@@ -686,15 +684,11 @@ exact_blas(const struct semd_index *ix, const float *unit,
 {
     uint64_t n = scan_rows(ix, s);
     float *sc = malloc(n * sizeof *sc);
-    struct semd_hit *heap = malloc(s->k * sizeof *heap);
-    if (!sc || !heap) {
-        free(sc);
-        free(heap);
+    if (!sc)
         return semd_err_set(err, SEMD_ENOMEM, "no memory for %llu scores",
                             (unsigned long long)n);
-    }
     linalg_gemv(ix->matrix, n, ix->dims, unit, sc);
-    struct topk t = {heap, 0, s->k};
+    struct topk t = {hits, 0, s->k}; /* the caller's room for k hits */
     float lo = s->use_min_similarity ? s->min_similarity : -INFINITY;
     for (uint64_t r = 0; r < n; r++) {
         float v = sc[r] * ix->inv_norms[r];
@@ -706,7 +700,6 @@ exact_blas(const struct semd_index *ix, const float *unit,
     }
     *n_hits = topk_finish(&t, hits);
     free(sc);
-    free(heap);
     return 0;
 }
 
@@ -957,9 +950,8 @@ exact_q8(const struct semd_index *ix, const float *unit,
     sc.lb.k = (size_t)s->k + ex->n;
     int8_t *q = calloc(sc.dpad, 1);
     sc.lb.v = malloc(sc.lb.k * sizeof *sc.lb.v);
-    struct semd_hit *heap = malloc(s->k * sizeof *heap);
     int rc = 0;
-    if (!q || !sc.lb.v || !heap) {
+    if (!q || !sc.lb.v) {
         rc = semd_err_set(err, SEMD_ENOMEM, "no memory to search");
         goto out;
     }
@@ -1000,7 +992,7 @@ exact_q8(const struct semd_index *ix, const float *unit,
     }
 
     float floor = cand_floor(&sc);
-    struct topk tk = {heap, 0, s->k};
+    struct topk tk = {hits, 0, s->k};
     for (size_t i = 0; i < sc.nc; i++) {
         const struct cand *c = &sc.c[i];
         if (c->ub < floor || c->ub < topk_floor(&tk))
@@ -1018,7 +1010,6 @@ out:
     free(q);
     free(sc.lb.v);
     free(sc.c);
-    free(heap);
     return rc;
 }
 
@@ -1167,13 +1158,16 @@ semd_index_search(const struct semd_index *ix, const float *query,
     int rc = check_search(ix, s, err);
     if (rc)
         return rc;
-    float unit[ix->dims];
-    if ((rc = unit_query(ix, query, unit, err)))
-        return rc;
+    float *unit = malloc(ix->dims * sizeof *unit);
+    if (!unit)
+        return semd_err_set(err, SEMD_ENOMEM, "no memory for a query");
     struct excl ex;
-    if (excl_init(&ex, s))
-        return semd_err_set(err, SEMD_ENOMEM, "no memory for %zu exclusions",
-                            s->n_exclude);
+    if ((rc = unit_query(ix, query, unit, err)) || (rc = excl_init(&ex, s))) {
+        free(unit);
+        return rc == SEMD_ENOMEM ? semd_err_set(err, rc, "no memory for %zu "
+                                                "exclusions", s->n_exclude)
+                                 : rc;
+    }
     if (!ix->exact)
         rc = approx_search(ix, unit, s, &ex, hits, n_hits, err);
     else if (ix->q8codes && (uint64_t)s->k + ex.n < scan_rows(ix, s))
@@ -1181,6 +1175,7 @@ semd_index_search(const struct semd_index *ix, const float *query,
     else
         rc = exact_blas(ix, unit, s, &ex, hits, n_hits, err);
     free(ex.rows);
+    free(unit);
     return rc;
 }
 

@@ -6,6 +6,8 @@
  *                                        most_similar and vs one read of
  *                                        the matrix
  *   bench_search MODEL batch             1,000 queries vs one bare SGEMM
+ *   bench_search MODEL hnsw-build        builds (or loads) HNSW32 beside
+ *                                        the model, with progress
  *   bench_search MODEL hnsw              HNSW32 recall@10 and latency at
  *                                        the default efSearch
  *   bench_search MODEL rss               resident memory in exact mode
@@ -208,11 +210,134 @@ bench_batch(struct semd_model *m)
     semd_index_close(ix);
 }
 
+
+static void
+open_hnsw(struct semd_model *m, struct semd_index **ix, int progress)
+{
+    struct semd_err err = {0};
+    struct semd_index_opts o = {0};
+    o.factory = "HNSW32";
+    o.progress = progress;
+    if (semd_index_open(ix, m, &o, &err))
+        die("HNSW32", &err);
+}
+
+/* Recall@10 of HNSW32 at its default efSearch against exact search, and
+ * its latency against the exact single query, on random unit directions
+ * taken from model rows (the query row itself excluded). */
+static void
+bench_hnsw(struct semd_model *m)
+{
+    struct semd_err err = {0};
+    struct semd_index *ex, *ap;
+    struct semd_index_opts o = {0};
+    if (semd_index_open(&ex, m, &o, &err))
+        die("index", &err);
+    open_hnsw(m, &ap, 0);
+    if (!semd_index_loaded(ap))
+        fprintf(stderr, "bench_search: HNSW32 was built: %s\n",
+                semd_index_note(ap));
+    enum { NQ = 500 };
+    uint64_t rows = semd_model_rows(m);
+    double rsum = 0, te[NQ], ta[NQ];
+    for (int i = 0; i < NQ; i++) {
+        uint64_t r = (uint64_t)(i * 677 + 13) % rows;
+        struct semd_search s = {0};
+        s.k = 10;
+        s.exclude = &r;
+        s.n_exclude = 1;
+        struct semd_hit a[10], b[10];
+        uint32_t na, nb;
+        double t0 = now();
+        if (semd_index_search(ex, semd_model_row(m, r), &s, a, &na, &err))
+            die("exact", &err);
+        te[i] = (now() - t0) * 1e3;
+        t0 = now();
+        if (semd_index_search(ap, semd_model_row(m, r), &s, b, &nb, &err))
+            die("hnsw", &err);
+        ta[i] = (now() - t0) * 1e3;
+        int found = 0;
+        for (uint32_t x = 0; x < na; x++)
+            for (uint32_t y = 0; y < nb; y++)
+                if (a[x].row == b[y].row) {
+                    found++;
+                    break;
+                }
+        rsum += na ? (double)found / na : 1;
+    }
+    double rec = rsum / NQ, e = median(te, NQ), a = median(ta, NQ);
+    char x[64], y[64];
+    snprintf(x, sizeof x, "%.3f", rec);
+    row("HNSW32 recall@10, default efSearch", x, "exact search", rec / 1.0,
+        ">= 0.95", rec >= 0.95);
+    snprintf(x, sizeof x, "%.3f ms", a);
+    snprintf(y, sizeof y, "exact %.2f ms", e);
+    row("HNSW32 latency, default efSearch, vs exact", x, y, a / e, "< 1",
+        a < e);
+    semd_index_close(ap);
+    semd_index_close(ex);
+}
+
+static long
+rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* Resident memory in exact mode after single queries and a batch (which
+ * reads every row), against the model file's size. */
+static void
+bench_rss(struct semd_model *m)
+{
+    struct semd_err err = {0};
+    struct semd_index *ix;
+    struct semd_index_opts o = {0};
+    if (semd_index_open(&ix, m, &o, &err))
+        die("index", &err);
+    uint64_t rows = semd_model_rows(m);
+    uint32_t dims = semd_model_dims(m);
+    enum { NQ = 64 };
+    float *q = malloc((size_t)NQ * dims * sizeof *q);
+    struct semd_search s[NQ];
+    struct semd_hit hits[NQ * 10];
+    uint32_t n[NQ];
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < NQ; i++) {
+        memcpy(q + (size_t)i * dims, semd_model_row(m, query_row(rows, i)),
+               dims * sizeof *q);
+        s[i].k = 10;
+        if (semd_index_search(ix, q + (size_t)i * dims, &s[i], hits, &n[i],
+                              &err))
+            die("search", &err);
+    }
+    if (semd_index_search_batch(ix, q, NQ, s, hits, n, &err))
+        die("batch", &err);
+    sink = sum_matrix(semd_model_matrix(m), rows * dims);
+    struct semd_model_info in;
+    semd_model_get_info(m, &in);
+    double mb = rss_kb() / 1024.0, fmb = in.file_size / 1048576.0;
+    char x[64], y[64];
+    snprintf(x, sizeof x, "%.0f MB", mb);
+    snprintf(y, sizeof y, "model file %.0f MB", fmb);
+    row("resident memory, exact mode, vs model file", x, y, mb / fmb,
+        "<= 1.10", mb / fmb <= 1.1);
+    free(q);
+    semd_index_close(ix);
+}
+
 int
 main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_search MODEL single|batch|hnsw|rss "
+        fprintf(stderr, "usage: bench_search MODEL single|batch|hnsw-build|hnsw|rss "
                         "[GENSIM_MS]\n");
         return 2;
     }
@@ -224,6 +349,14 @@ main(int argc, char **argv)
         bench_single(m, argc > 3 ? atof(argv[3]) : 0);
     else if (strcmp(argv[2], "batch") == 0)
         bench_batch(m);
+    else if (strcmp(argv[2], "hnsw-build") == 0) {
+        struct semd_index *ix;
+        open_hnsw(m, &ix, 1);
+        semd_index_close(ix);
+    } else if (strcmp(argv[2], "hnsw") == 0)
+        bench_hnsw(m);
+    else if (strcmp(argv[2], "rss") == 0)
+        bench_rss(m);
     semd_model_close(m);
     return 0;
 }

@@ -59,3 +59,7 @@ fi
 
 $one "$bin" "$SEMD_MODEL" single "$gensim_ms"
 $one "$bin" "$SEMD_MODEL" batch
+# built with every core on the first run (minutes), loaded afterwards
+OMP_NUM_THREADS=$(nproc) "$bin" "$SEMD_MODEL" hnsw-build >&2
+$one "$bin" "$SEMD_MODEL" hnsw
+$one "$bin" "$SEMD_MODEL" rss
