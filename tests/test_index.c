@@ -698,6 +698,60 @@ test_approx_errors(void **state)
     semd_model_close(m);
 }
 
+
+/* The real fixture (20k GloVe words): exact search equals the reference,
+ * batch equals single, and the neighbours make sense. */
+static void
+test_fixture(void **state)
+{
+    (void)state;
+    struct semd_model *m = open_model(t_fixture());
+    struct semd_index *ix = open_index(m, NULL);
+    uint32_t dims = semd_model_dims(m);
+    uint64_t rows = semd_model_rows(m);
+    enum { NQ = 40 };
+    float *q = malloc(NQ * dims * sizeof *q);
+    struct semd_search s[NQ];
+    struct semd_hit hits[NQ * 10], one[10];
+    uint32_t n[NQ];
+    uint64_t qrow[NQ];
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < NQ; i++) {
+        qrow[i] = (uint64_t)(i * 491 + 7) % rows;
+        memcpy(q + i * dims, semd_model_row(m, qrow[i]), dims * sizeof *q);
+        s[i].k = 10;
+        s[i].exclude = &qrow[i];
+        s[i].n_exclude = 1;
+        if (i % 2)
+            s[i].restrict_rows = 5000;
+    }
+    assert_int_equal(semd_index_search_batch(ix, q, NQ, s, hits, n, NULL), 0);
+    for (int i = 0; i < NQ; i++) {
+        uint32_t n1 = 0;
+        assert_int_equal(semd_index_search(ix, q + i * dims, &s[i], one, &n1,
+                                           NULL), 0);
+        check_hits(m, q + i * dims, &s[i], one, n1, 1e-5);
+        check_hits(m, q + i * dims, &s[i], hits + i * 10, n[i], 1e-5);
+    }
+    uint64_t cat, dog;
+    assert_int_equal(semd_model_lookup(m, "cat", 3, &cat), 0);
+    assert_int_equal(semd_model_lookup(m, "dog", 3, &dog), 0);
+    struct semd_search c = {0};
+    c.k = 10;
+    c.exclude = &cat;
+    c.n_exclude = 1;
+    uint32_t nc = 0;
+    assert_int_equal(semd_index_search(ix, semd_model_row(m, cat), &c, one,
+                                       &nc, NULL), 0);
+    int found = 0;
+    for (uint32_t i = 0; i < nc; i++)
+        found |= one[i].row == dog;
+    assert_true(found);
+    free(q);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -743,6 +797,7 @@ main(void)
         cmocka_unit_test(test_ivf),
         cmocka_unit_test(test_concurrent_params),
         cmocka_unit_test(test_approx_errors),
+        cmocka_unit_test(test_fixture),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
