@@ -138,7 +138,9 @@ model: $(BUILD)/semd
 
 # Benchmarks on the default model, one core: tests/bench/run.sh runs every
 # tests/bench/bench_*.sh and prints one table of ratios measured in the run.
-BENCH_BINS := $(BUILD)/bench/bench_search $(BUILD)/bench/bench_query
+BENCH_BINS := $(BUILD)/bench/bench_search $(BUILD)/bench/bench_query \
+	$(BUILD)/bench/bench_bpe \
+	$(BUILD)/bench/bench_open
 
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/libsemd.a
 	@mkdir -p $(dir $@)
