@@ -75,6 +75,7 @@ TESTS := \
 	test_convert \
 	test_bpe \
 	test_journal \
+	test_train \
 	test_index \
 	test_http \
 	test_query \
