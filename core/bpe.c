@@ -1035,6 +1035,16 @@ merge_piece(const struct semd_tokenizer *t, struct work *w,
     }
 }
 
+#define CACHE_MAX_SLOTS 65536u
+#define CACHE_MAX_PIECE 64u
+
+struct seen {
+    size_t start;   /* where the piece first occurred */
+    uint32_t len;   /* 0: empty slot */
+    size_t first;   /* its tokens: out[first .. first + count) */
+    uint32_t count;
+};
+
 int
 semd_tokenize(const struct semd_tokenizer *t, const char *text, size_t len,
               struct semd_token **toks, size_t *n, struct semd_err *err)
@@ -1055,20 +1065,47 @@ semd_tokenize(const struct semd_tokenizer *t, const char *text, size_t len,
     if (!out) {
         return semd_err_set(err, SEMD_ENOMEM, "out of memory");
     }
+    /* Words repeat: a direct-mapped cache of short pieces points at the
+     * tokens their first occurrence produced, which are copied with their
+     * offsets moved. */
+    size_t slots = 64;
+    while (slots < len / 4 && slots < CACHE_MAX_SLOTS)
+        slots *= 2;
+    struct seen *cache = calloc(slots, sizeof *cache);
     const unsigned char *s = (const unsigned char *)text;
     size_t count = 0;
     for (size_t i = 0; i < len;) {
-        size_t e = next_piece(s, len, i);
-        if (work_reserve(&w, e - i)) {
+        size_t e = next_piece(s, len, i), pl = e - i;
+        struct seen *c = NULL;
+        if (cache && pl > 1 && pl <= CACHE_MAX_PIECE) {
+            c = &cache[model_hash(text + i, pl) & (slots - 1)];
+            if (c->len == pl && memcmp(s + c->start, s + i, pl) == 0) {
+                for (uint32_t k = 0; k < c->count; k++) {
+                    struct semd_token tk = out[c->first + k];
+                    tk.start = tk.start - c->start + i;
+                    tk.end = tk.end - c->start + i;
+                    out[count++] = tk;
+                }
+                i = e;
+                continue;
+            }
+        }
+        if (work_reserve(&w, pl)) {
             free(out);
+            free(cache);
             free(w.sym);
             free(w.heap);
             free(w.pend);
             return semd_err_set(err, SEMD_ENOMEM, "out of memory");
         }
-        merge_piece(t, &w, s + i, e - i, i, out, &count);
+        size_t first = count;
+        merge_piece(t, &w, s + i, pl, i, out, &count);
+        if (c)
+            *c = (struct seen){i, (uint32_t)pl, first,
+                               (uint32_t)(count - first)};
         i = e;
     }
+    free(cache);
     free(w.sym);
     free(w.heap);
     free(w.pend);
