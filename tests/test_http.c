@@ -105,13 +105,12 @@ send_all(int fd, const char *p, size_t n)
 static int
 read_resp(int fd, struct resp *r)
 {
-    size_t cap = 8192, len = 0;
+    size_t cap = 8192, len = 0, hl = 0; /* hl: header bytes, then CRLFCRLF */
     char *buf = malloc(cap);
-    char *end = NULL;
     long clen = -1;
     memset(r, 0, sizeof *r);
     for (;;) {
-        if (end && clen >= 0 && len >= (size_t)(end + 4 - buf) + (size_t)clen)
+        if (hl && len >= hl + 4 + (size_t)clen)
             break;
         if (cap - len < 4096)
             buf = realloc(buf, cap *= 2);
@@ -122,21 +121,22 @@ read_resp(int fd, struct resp *r)
         }
         len += (size_t)k;
         buf[len] = 0;
-        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+        char *end;
+        if (!hl && (end = strstr(buf, "\r\n\r\n"))) {
             const char *cl = strcasestr(buf, "\r\nContent-Length:");
             clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : -1;
             if (clen < 0) {
                 free(buf);
                 return -1;
             }
+            hl = (size_t)(end - buf);
         }
     }
-    size_t hl = (size_t)(end - buf);
     r->status = atoi(buf + 9);
     snprintf(r->headers, sizeof r->headers, "%.*s", (int)hl, buf);
     r->len = (size_t)clen;
     r->body = malloc(r->len + 1);
-    memcpy(r->body, end + 4, r->len);
+    memcpy(r->body, buf + hl + 4, r->len);
     r->body[r->len] = 0;
     free(buf);
     if (strcasestr(r->headers, "Content-Type: application/json"))
