@@ -77,6 +77,7 @@ TESTS := \
 	test_journal \
 	test_train \
 	test_index \
+	test_snapshot \
 	test_http \
 	test_query \
 	test_eval
