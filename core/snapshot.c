@@ -150,14 +150,13 @@ semd_holder_publish(struct semd_holder *h, struct semd_snapshot *s,
     pthread_mutex_lock(&h->lock);
     struct semd_snapshot *old = h->current;
     if (old && s->version <= old->version) {
-        uint64_t cur = old->version;
+        uint64_t cur = old->version, v = s->version;
         pthread_mutex_unlock(&h->lock);
         semd_snapshot_release(s);
         return semd_err_set(err, SEMD_EINVAL,
                             "snapshot version %llu is not newer than the "
                             "current %llu",
-                            (unsigned long long)s->version,
-                            (unsigned long long)cur);
+                            (unsigned long long)v, (unsigned long long)cur);
     }
     h->current = s;
     atomic_store(&h->last_version, s->version);
