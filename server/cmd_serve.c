@@ -150,7 +150,7 @@ cmd_serve(int argc, char **argv)
     }
     status = 0;
 out:
-    srv.draining = 1;
+    atomic_store(&srv.draining, 1);
     http_stop(h, DRAIN_MS);
     batcher_stop(srv.batcher);
     semd_holder_free(srv.holder);

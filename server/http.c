@@ -226,6 +226,9 @@ answer(struct rctx *x)
     if (status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Bearer realm=\"semd\"");
+    /* while draining, keep-alive connections end after their reply */
+    if (atomic_load(&srv->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(x->conn, (unsigned)status,
                                              resp);
     MHD_destroy_response(resp);

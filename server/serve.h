@@ -11,6 +11,7 @@
 #include "semd.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -171,7 +172,7 @@ struct server {
     struct semd_holder *holder;
     struct batcher *batcher; /* NULL: score in the request thread */
     double started;          /* seconds since the epoch */
-    volatile int draining;
+    atomic_int draining;     /* stopping: replies close connections */
 };
 
 #define API_MAX_ARGS 32
