@@ -39,6 +39,7 @@ export_usage(FILE *f)
 {
     fprintf(f, "usage: semd export MODEL OUT --to word2vec-text|"
                "word2vec-binary [--limit N]\n\n"
+               "OUT may be - for standard output. "
                "Writes the model's rows (most frequent first) in word2vec's "
                "text or binary\nformat; --limit keeps the first N rows. The "
                "binary format holds the float32\nvalues bit for bit; the "
@@ -130,6 +131,16 @@ cmd_export(int argc, char **argv)
         return 2;
     }
 
+    /* The result replaces OUT by a rename: never do that to a device, a
+     * pipe, a directory or a symbolic link ("-" writes to standard
+     * output instead). */
+    struct stat st;
+    int to_stdout = !strcmp(out, "-");
+    if (!to_stdout && lstat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "semd export: %s: exists and is not a regular file "
+                "(use - for standard output)\n", out);
+        return 2;
+    }
     struct semd_err err = {0};
     struct semd_model *m;
     if (semd_model_open(&m, in, &err) != 0) {
@@ -139,6 +150,19 @@ cmd_export(int argc, char **argv)
     uint64_t rows = semd_model_rows(m);
     if (limit && limit < rows)
         rows = limit;
+    char msg[SEMD_ERR_MSG] = "";
+    if (to_stdout) {
+        int rc = write_rows(stdout, m, rows, binary, msg, sizeof msg);
+        if (rc == 0 && fflush(stdout) != 0) {
+            snprintf(msg, sizeof msg, "write to standard output failed: %s",
+                     strerror(errno));
+            rc = -1;
+        }
+        if (rc != 0)
+            fprintf(stderr, "semd export: %s: %s\n", in, msg);
+        semd_model_close(m);
+        return rc ? 1 : 0;
+    }
 
     size_t n = strlen(out) + 16;
     char *tmp = malloc(n);
@@ -166,7 +190,6 @@ cmd_export(int argc, char **argv)
     umask(um);
     fchmod(fd, 0666 & ~um);
     setvbuf(f, NULL, _IOFBF, 1 << 20);
-    char msg[SEMD_ERR_MSG] = "";
     int rc = write_rows(f, m, rows, binary, msg, sizeof msg);
     if (rc == 0 && (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)) {
         snprintf(msg, sizeof msg, "%s: write failed: %s", tmp,

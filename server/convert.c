@@ -113,7 +113,11 @@ src_line(struct src *s, char **line, size_t *len, struct semd_err *err)
             start[n] = '\0'; /* buf has one spare byte past cap */
             *line = (char *)start;
             *len = n;
-            s->line++;
+            if (s->line++ == 0 && s->base == 0 && n >= 3 &&
+                memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
+                *line += 3; /* a byte order mark is not part of a word */
+                *len -= 3;
+            }
             return 1;
         }
         scanned = s->len - s->pos;
@@ -370,17 +374,20 @@ detect(const char *path, const char **format, struct semd_err *err)
         *format = "wink-json";
         return 0;
     }
-    char *nl = memchr(b, '\n', n);
-    size_t l1 = nl ? (size_t)(nl - b) : n;
-    char save = b[l1];
-    b[l1] = '\0';
+    size_t bom = n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    char *t = b + bom;
+    n -= bom;
+    char *nl = memchr(t, '\n', n);
+    size_t l1 = nl ? (size_t)(nl - t) : n;
+    char save = t[l1];
+    t[l1] = '\0';
     uint64_t rows, dims, found;
-    int header = text_parse_header(b, &rows, &dims);
-    b[l1] = save;
+    int header = text_parse_header(t, &rows, &dims);
+    t[l1] = save;
     if (header) {
         /* Text if the next line is a word and dims numbers. */
-        const char *p = nl ? nl + 1 : b + n;
-        size_t rest = (size_t)(b + n - p);
+        const char *p = nl ? nl + 1 : t + n;
+        size_t rest = (size_t)(t + n - p);
         const char *nl2 = memchr(p, '\n', rest);
         size_t l2 = nl2 ? (size_t)(nl2 - p) : rest;
         if (text_line_is_vector(p, l2, dims, &found))
@@ -390,7 +397,7 @@ detect(const char *path, const char **format, struct semd_err *err)
             *format = "word2vec-binary";
         return 0;
     }
-    if (text_line_is_vector(b, l1, 0, &found) && found >= 1) {
+    if (text_line_is_vector(t, l1, 0, &found) && found >= 1) {
         *format = "glove-text";
         return 0;
     }
@@ -515,6 +522,14 @@ cmd_convert(int argc, char **argv)
                     "fasttext-vec, safetensors, wink-json)\n", o.from);
             return 2;
         }
+    }
+    struct stat ost;
+    if (lstat(o.out, &ost) == 0 && !S_ISREG(ost.st_mode)) {
+        /* the model replaces OUT by a rename: not a device, a directory
+         * or a symbolic link */
+        fprintf(stderr, "semd convert: %s: exists and is not a regular "
+                "file\n", o.out);
+        return 2;
     }
     if (same_file(o.in, o.out)) {
         fprintf(stderr, "semd convert: %s: the output is the input\n",

@@ -132,6 +132,14 @@ test_glove_text(void **state)
     assert_string_equal(semd_model_word(m, 0, NULL), "the");
     assert_int_equal(semd_model_count(m, 2), 3); /* a rank */
     semd_model_close(m);
+
+    /* a byte order mark is not part of the first word */
+    const char *bom = t_path("bom.txt");
+    t_write_file(bom, "\xEF\xBB\xBFthe 1 2\ncat 3 4\n", 23);
+    m = convert_ok(bom, t_path("bom.semd"), NULL);
+    assert_string_equal(source_format(m), "glove-text");
+    assert_string_equal(semd_model_word(m, 0, NULL), "the");
+    semd_model_close(m);
 }
 
 static void
@@ -747,6 +755,7 @@ test_help_and_progress(void **state)
     assert_non_null(strstr(msg, "--vocab FILE"));
     free(msg);
     assert_int_equal(semd(&msg, "export --help"), 0);
+    assert_non_null(strstr(msg, "OUT may be - for standard output"));
     assert_non_null(strstr(msg, "word2vec-binary"));
     free(msg);
     const char *in = t_path("p.txt");
@@ -755,6 +764,29 @@ test_help_and_progress(void **state)
                           t_path("p.semd")), 0);
     assert_non_null(strstr(msg, "converting: 2 rows in"));
     free(msg);
+    /* "-" exports to standard output */
+    assert_int_equal(semd(&msg, "export '%s' - --to word2vec-text",
+                          t_path("p.semd")), 0);
+    assert_string_equal(msg, "2 1\na 1\nb 2\n");
+    free(msg);
+    /* the result is renamed into place: never over a link or a device */
+    const char *link = t_path("link.semd");
+    assert_int_equal(symlink(t_path("p.semd"), link), 0);
+    assert_int_equal(semd(&msg, "convert '%s' '%s'", in, link), 2);
+    assert_non_null(strstr(msg, "link.semd: exists and is not a regular "
+                                "file"));
+    free(msg);
+    assert_int_equal(semd(&msg, "export '%s' '%s' --to word2vec-text",
+                          t_path("p.semd"), link), 2);
+    assert_non_null(strstr(msg, "link.semd: exists and is not a regular "
+                                "file"));
+    free(msg);
+    assert_int_equal(semd(&msg, "export '%s' /dev/null --to word2vec-text",
+                          t_path("p.semd")), 2);
+    free(msg);
+    struct semd_model *m = open_ok(link); /* the link still points there */
+    assert_int_equal(semd_model_rows(m), 2);
+    semd_model_close(m);
 }
 
 int
