@@ -135,7 +135,8 @@ test_glove_text(void **state)
 
     /* a byte order mark is not part of the first word */
     const char *bom = t_path("bom.txt");
-    t_write_file(bom, "\xEF\xBB\xBFthe 1 2\ncat 3 4\n", 23);
+    const char *bom_text = "\xEF\xBB\xBFthe 1 2\ncat 3 4\n";
+    t_write_file(bom, bom_text, strlen(bom_text));
     m = convert_ok(bom, t_path("bom.semd"), NULL);
     assert_string_equal(source_format(m), "glove-text");
     assert_string_equal(semd_model_word(m, 0, NULL), "the");
