@@ -12,6 +12,7 @@
 #include "semd.h"
 
 #include "commands.h"
+#include "convert.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -55,6 +56,11 @@ write_rows(FILE *f, const struct semd_model *m, uint64_t rows, int binary,
     uint32_t dims = semd_model_dims(m);
     fprintf(f, "%" PRIu64 " %u\n", rows, dims);
     for (uint64_t r = 0; r < rows; r++) {
+        if (conv_interrupted()) {
+            snprintf(msg, msglen, "interrupted at row %" PRIu64 "; nothing "
+                     "written", r);
+            return -1;
+        }
         size_t len;
         const char *word = semd_model_word(m, r, &len);
         if (strpbrk(word, " \t\n\r")) {
@@ -141,6 +147,7 @@ cmd_export(int argc, char **argv)
                 "(use - for standard output)\n", out);
         return 2;
     }
+    conv_catch_signals();
     struct semd_err err = {0};
     struct semd_model *m;
     if (semd_model_open(&m, in, &err) != 0) {

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,36 @@
 #define SRC_BUF (1u << 20)
 #define SRC_MAX_LINE (64u << 20)
 #define SNIFF 65536u
+
+/* ------------------------------------------------------------ interrupts */
+
+/* Set by SIGINT or SIGTERM: readers stop as at a read error, so the writer
+ * removes its temporary file instead of leaving it behind. */
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void
+conv_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+conv_interrupted(void)
+{
+    return interrupted;
+}
 
 /* ------------------------------------------------------------ input */
 
@@ -69,6 +100,8 @@ src_close(struct src *s)
 int
 src_more(struct src *s)
 {
+    if (interrupted)
+        s->ioerr = EINTR;
     if (s->eof || s->ioerr)
         return 0;
     /* Keep the unread bytes, move them to the front. */
@@ -82,7 +115,7 @@ src_more(struct src *s)
         return 1; /* full of unread bytes already */
     for (;;) {
         ssize_t k = read(s->fd, s->buf + s->len, s->cap - s->len);
-        if (k < 0 && errno == EINTR)
+        if (k < 0 && errno == EINTR && !interrupted)
             continue;
         if (k < 0) {
             s->ioerr = errno;
@@ -166,6 +199,9 @@ int
 src_eof_error(const struct src *s, struct semd_err *err,
               const char *expected)
 {
+    if (s->ioerr == EINTR && interrupted)
+        return semd_err_set(err, SEMD_EIO, "%s: interrupted at byte %" PRIu64
+                            "; nothing written", s->path, src_offset(s));
     if (s->ioerr)
         return semd_err_set(err, SEMD_EIO, "%s: read failed at byte %" PRIu64
                             ": %s", s->path, src_offset(s),
@@ -537,6 +573,7 @@ cmd_convert(int argc, char **argv)
         return 2;
     }
 
+    conv_catch_signals();
     struct semd_err err = {0};
     const char *format = o.from;
     if (!format && detect(o.in, &format, &err) != 0) {

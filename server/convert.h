@@ -96,6 +96,13 @@ void progress_start(struct progress *p, int on, uint64_t total_bytes);
 void progress_update(struct progress *p, uint64_t rows, uint64_t bytes);
 void progress_done(struct progress *p, uint64_t rows);
 
+/* ------------------------------------------------------------ interrupts */
+
+/* Catches SIGINT and SIGTERM: from then on conv_interrupted() is nonzero
+ * after one, and reads fail, so a conversion stops and cleans up. */
+void conv_catch_signals(void);
+int conv_interrupted(void);
+
 /* ------------------------------------------------------------ messages */
 
 /* Prefixes err's message (as set by the writer) with a position such as

@@ -399,6 +399,11 @@ fmt_safetensors_convert(const struct conv_opts *o, struct semd_err *err)
     uint64_t kept = 0, skipped = 0, dropped = 0;
     size_t pagesz = (size_t)sysconf(_SC_PAGESIZE);
     for (uint64_t r = 0; r < rows && !(o->limit && kept == o->limit); r++) {
+        if (conv_interrupted()) {
+            rc = semd_err_set(err, SEMD_EIO, "%s: interrupted at row %" PRIu64
+                              "; nothing written", path, r);
+            goto out;
+        }
         if (!v.tok[r]) {
             skipped++;
             continue;
