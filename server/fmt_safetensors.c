@@ -134,7 +134,10 @@ vocab_json(struct vocab *v, const char *path, uint64_t rows,
         return semd_err_set(err, SEMD_EFORMAT, "%s:%d: %s", path, je.line,
                             je.text);
     int rc = 0;
+    /* a vocab.json may well hold the token "model" (GPT-2's does) */
     json_t *model = json_object_get(root, "model");
+    if (!json_is_object(model))
+        model = NULL;
     json_t *vocab = model ? json_object_get(model, "vocab") : NULL;
     if (json_is_object(vocab)) { /* tokenizer.json, BPE/WordPiece */
         rc = vocab_map(v, path, vocab, rows, err);

@@ -341,13 +341,15 @@ test_safetensors_f32_vocabs(void **state)
     semd_model_close(m);
 
     const char *vj = t_path("vocab.json");
-    const char *vocab = "{\"x\":3,\"y\":0,\"z\":1,\"w\":2}";
+    /* GPT-2's vocab.json holds the token "model": not a tokenizer.json */
+    const char *vocab = "{\"x\":3,\"model\":0,\"z\":1,\"w\":2}";
     t_write_file(vj, vocab, strlen(vocab));
     snprintf(extra, sizeof extra, "--from safetensors --tensor tok "
              "--vocab '%s'", vj);
     m = convert_ok(p, t_path("m2.semd"), extra);
     assert_int_equal(semd_model_rows(m), 4);
     assert_string_equal(semd_model_word(m, 3, NULL), "x");
+    assert_string_equal(semd_model_word(m, 0, NULL), "model");
     assert_memory_equal(semd_model_matrix(m), data, 8 * 4);
     semd_model_close(m);
 
