@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #define MAX_HEADER (100u << 20)
-#define DROP_WINDOW (64u << 20)
+#define DROP_WINDOW (16u << 20)
 
 static float
 f16_to_f32(uint16_t h)
