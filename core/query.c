@@ -610,6 +610,132 @@ excluded(const uint64_t *ex, size_t n, uint64_t row)
 /* Rows per block: small enough that the block's scores stay in cache. */
 #define COSMUL_BLOCK 1024
 
+/*
+ * Dot products of a block of rows with a few term vectors, reading each
+ * row once: out[i * nt + t] = rows[i] . terms[t]. One BLAS SGEMM with so
+ * few columns would pack (copy) every row first, and one SGEMV per term
+ * would read the matrix once per term; this pass is bound by one read of
+ * the rows. terms is nt x dp floats, dp = dims rounded up to 8, zero-padded.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,fma"))) static float
+hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v),
+                          _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Four rows at a time against three terms at a time: twelve independent
+ * accumulators keep the FMA units busy while rows stream in. */
+__attribute__((target("avx2,fma"))) static void
+dots_avx2(const float *rows, size_t nr, uint32_t d, const float *terms,
+          size_t nt, uint32_t dp, float *out)
+{
+    uint32_t full = d / 8, tail = d % 8;
+    __m256i mask = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), mask);
+    for (size_t t0 = 0; t0 < nt; t0 += 3) {
+        size_t g = nt - t0 < 3 ? nt - t0 : 3;
+        const float *u0 = terms + t0 * dp;
+        const float *u1 = g > 1 ? u0 + dp : u0;
+        const float *u2 = g > 2 ? u0 + 2 * dp : u0;
+        size_t i = 0;
+        for (; i + 4 <= nr; i += 4) {
+            /* twelve named accumulators: an array would live in memory */
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00;
+            __m256 a10 = a00, a11 = a00, a12 = a00;
+            __m256 a20 = a00, a21 = a00, a22 = a00;
+            __m256 a30 = a00, a31 = a00, a32 = a00;
+            const float *x0 = rows + i * d, *x1 = x0 + d, *x2 = x1 + d;
+            const float *x3 = x2 + d;
+#define ROW4(LOAD, c)                                                         \
+    do {                                                                      \
+        __m256 w0 = _mm256_loadu_ps(u0 + 8 * (c));                            \
+        __m256 w1 = _mm256_loadu_ps(u1 + 8 * (c));                            \
+        __m256 w2 = _mm256_loadu_ps(u2 + 8 * (c));                            \
+        __m256 v0 = LOAD(x0 + 8 * (c)), v1 = LOAD(x1 + 8 * (c));              \
+        __m256 v2 = LOAD(x2 + 8 * (c)), v3 = LOAD(x3 + 8 * (c));              \
+        a00 = _mm256_fmadd_ps(v0, w0, a00);                                   \
+        a01 = _mm256_fmadd_ps(v0, w1, a01);                                   \
+        a02 = _mm256_fmadd_ps(v0, w2, a02);                                   \
+        a10 = _mm256_fmadd_ps(v1, w0, a10);                                   \
+        a11 = _mm256_fmadd_ps(v1, w1, a11);                                   \
+        a12 = _mm256_fmadd_ps(v1, w2, a12);                                   \
+        a20 = _mm256_fmadd_ps(v2, w0, a20);                                   \
+        a21 = _mm256_fmadd_ps(v2, w1, a21);                                   \
+        a22 = _mm256_fmadd_ps(v2, w2, a22);                                   \
+        a30 = _mm256_fmadd_ps(v3, w0, a30);                                   \
+        a31 = _mm256_fmadd_ps(v3, w1, a31);                                   \
+        a32 = _mm256_fmadd_ps(v3, w2, a32);                                   \
+    } while (0)
+#define LOADU(p) _mm256_loadu_ps(p)
+#define LOADM(p) _mm256_maskload_ps((p), mask)
+            for (uint32_t c = 0; c < full; c++)
+                ROW4(LOADU, c);
+            if (tail)
+                ROW4(LOADM, full);
+#undef ROW4
+#undef LOADU
+#undef LOADM
+            float s[4][3] = {{hsum8(a00), hsum8(a01), hsum8(a02)},
+                             {hsum8(a10), hsum8(a11), hsum8(a12)},
+                             {hsum8(a20), hsum8(a21), hsum8(a22)},
+                             {hsum8(a30), hsum8(a31), hsum8(a32)}};
+            for (int r = 0; r < 4; r++)
+                for (size_t t = 0; t < g; t++)
+                    out[(i + (size_t)r) * nt + t0 + t] = s[r][t];
+        }
+        for (; i < nr; i++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0;
+            const float *x = rows + i * d;
+            for (uint32_t c = 0; c <= full; c++) {
+                if (c == full && !tail)
+                    break;
+                __m256 v = c < full ? _mm256_loadu_ps(x + 8 * c)
+                                    : _mm256_maskload_ps(x + 8 * c, mask);
+                a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(u0 + 8 * c), a0);
+                a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(u1 + 8 * c), a1);
+                a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(u2 + 8 * c), a2);
+            }
+            float s3[3] = {hsum8(a0), hsum8(a1), hsum8(a2)};
+            for (size_t t = 0; t < g; t++)
+                out[i * nt + t0 + t] = s3[t];
+        }
+    }
+}
+
+static int
+have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+static int
+have_avx2(void)
+{
+    return 0;
+}
+#endif
+
+/* Portable: independent partial sums so additions overlap. */
+static void
+dots_plain(const float *rows, size_t nr, uint32_t d, const float *terms,
+           size_t nt, uint32_t dp, float *out)
+{
+    for (size_t i = 0; i < nr; i++)
+        for (size_t t = 0; t < nt; t++)
+            out[i * nt + t] = linalg_dot(rows + i * d, terms + t * dp, d);
+}
+
+/* Term counts up to this use the one-read kernel; more use SGEMM, which
+ * then does more work per byte of the matrix than the kernel would. */
+#define FUSED_MAX_TERMS 12
+
 int
 query_cosmul(const struct semd_model *m, uint64_t restrict_rows,
              const float *terms, size_t n_terms, struct cosmul_query *q,
@@ -618,28 +744,47 @@ query_cosmul(const struct semd_model *m, uint64_t restrict_rows,
     uint64_t rows = semd_model_rows(m);
     uint64_t n = restrict_rows && restrict_rows < rows ? restrict_rows : rows;
     uint32_t d = semd_model_dims(m);
+    uint32_t dp = (d + 7) / 8 * 8;
+    int fused = n_terms <= FUSED_MAX_TERMS;
+    int avx2 = fused && have_avx2();
     float *sc = malloc((size_t)COSMUL_BLOCK * n_terms * sizeof *sc);
-    if (!sc)
+    float *tp = fused ? calloc(n_terms * dp, sizeof *tp) : NULL;
+    if (!sc || (fused && !tp)) {
+        free(sc);
+        free(tp);
         return semd_err_set(err, SEMD_ENOMEM,
                             "no memory for %zu term scores", n_terms);
+    }
+    for (size_t t = 0; fused && t < n_terms; t++)
+        memcpy(tp + t * dp, terms + t * d, d * sizeof *tp);
     for (size_t i = 0; i < nq; i++)
         q[i].n_hits = 0;
     const float *mat = semd_model_matrix(m);
     const float *norms = semd_model_norms(m);
     for (uint64_t r0 = 0; r0 < n; r0 += COSMUL_BLOCK) {
         size_t nb = n - r0 < COSMUL_BLOCK ? (size_t)(n - r0) : COSMUL_BLOCK;
-        linalg_gemm_nt(mat + r0 * d, nb, terms, n_terms, d, sc, n_terms);
+        const float *blk = mat + r0 * d;
+#if defined(__x86_64__) || defined(__i386__)
+        if (avx2)
+            dots_avx2(blk, nb, d, tp, n_terms, dp, sc);
+        else
+#endif
+        if (fused)
+            dots_plain(blk, nb, d, tp, n_terms, dp, sc);
+        else
+            linalg_gemm_nt(blk, nb, terms, n_terms, d, sc, n_terms);
         for (size_t i = 0; i < nb; i++) {
             uint64_t r = r0 + i;
             float nr = norms[r];
             if (!(nr > 0))
                 continue; /* gensim: 0/0, never a winner */
+            float inv = 1.0f / nr;
             const float *c = sc + i * n_terms;
             for (size_t j = 0; j < nq; j++) {
                 struct cosmul_query *x = &q[j];
                 float num = 1.0f, den = 1.0f;
                 for (size_t t = 0; t < x->n_terms; t++) {
-                    float v = (1.0f + c[x->first + t] / nr) / 2.0f;
+                    float v = (1.0f + c[x->first + t] * inv) / 2.0f;
                     if (x->sign[t] > 0)
                         num *= v;
                     else
@@ -659,6 +804,7 @@ query_cosmul(const struct semd_model *m, uint64_t restrict_rows,
     }
     for (size_t j = 0; j < nq; j++)
         qsort(q[j].hits, q[j].n_hits, sizeof *q[j].hits, better_first);
+    free(tp);
     free(sc);
     return 0;
 }

@@ -361,7 +361,7 @@ setup_rand(void **state)
 {
     (void)state;
     if (!rand_path)
-        rand_path = t_random_model("rand.semd", 3000, 24, 11);
+        rand_path = t_random_model("rand.semd", 3001, 23, 11);
     return 0;
 }
 
@@ -555,6 +555,15 @@ test_similarities_brute(void **state)
     close_env(&e);
 }
 
+static int
+is_in(const uint64_t *v, size_t n, uint64_t x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == x)
+            return 1;
+    return 0;
+}
+
 static void
 test_analogy_brute(void **state)
 {
@@ -562,48 +571,54 @@ test_analogy_brute(void **state)
     struct env e = open_env(rand_path);
     uint64_t rows = semd_model_rows(e.m), seed = 77;
     uint32_t d = semd_model_dims(e.m);
-    for (int trial = 0; trial < 24; trial++) {
+    for (int trial = 0; trial < 36; trial++) {
         int method = trial % 2;
-        struct semd_term t[3] = {rword(&seed, rows, 0, 1),
-                                 rword(&seed, rows, 1, -1),
-                                 rword(&seed, rows, 2, 1)};
-        if (!strcmp(t[0].word, t[1].word) || !strcmp(t[0].word, t[2].word) ||
-            !strcmp(t[1].word, t[2].word))
+        /* 2 to 4 terms: the scoring kernel takes terms three at a time */
+        size_t n = 2 + (size_t)(trial / 2) % 3;
+        static const float sg[4] = {1, -1, 1, -1};
+        struct semd_term t[4];
+        int dup = 0;
+        for (size_t i = 0; i < n; i++) {
+            t[i] = rword(&seed, rows, (int)i, sg[i]);
+            for (size_t j = 0; j < i; j++)
+                dup |= !strcmp(t[i].word, t[j].word);
+        }
+        if (dup)
             continue;
         struct semd_search s = {.k = 1 + (uint32_t)trial % 6};
         struct semd_hit hits[6];
         uint32_t nh;
         struct semd_explain ex;
-        struct semd_term_info info[3];
+        struct semd_term_info info[4];
         struct semd_err err = {0};
-        if (semd_analogy(e.ix, t, 3, method, &s, hits, &nh, &ex, info, &err))
+        if (semd_analogy(e.ix, t, n, method, &s, hits, &nh, &ex, info, &err))
             fail_msg("analogy: %s", err.msg);
-        double *sc = brute_scores(e.m, t, 3, method);
-        uint64_t in[3] = {info[0].row, info[1].row, info[2].row};
-        check_hits(sc, rows, hits, nh, s.k, in, 3, 2e-5);
+        double *sc = brute_scores(e.m, t, n, method);
+        uint64_t in[4];
+        for (size_t i = 0; i < n; i++)
+            in[i] = info[i].row;
+        check_hits(sc, rows, hits, nh, s.k, in, n, 2e-5);
 
         /* the explanation */
         double ua[24], ut[24];
         unit(e.m, hits[0].row, ua);
-        for (int i = 0; i < 3; i++) {
+        for (size_t i = 0; i < n; i++) {
             unit(e.m, in[i], ut);
             assert_float_equal(ex.term_cos[i], dotd(ua, ut, d), 1e-5);
         }
         uint64_t above = 0;
-        for (int i = 0; i < 3; i++)
+        for (size_t i = 0; i < n; i++)
             above += sc[in[i]] > sc[hits[0].row];
         assert_int_equal(ex.rank_with_inputs, above + 1);
         double second = -INFINITY;
         for (uint64_t r = 0; r < rows; r++)
-            if (r != hits[0].row && r != in[0] && r != in[1] && r != in[2] &&
-                sc[r] > second)
+            if (r != hits[0].row && !is_in(in, n, r) && sc[r] > second)
                 second = sc[r];
         assert_float_equal(ex.margin, sc[hits[0].row] - second, 2e-5);
-        double *so = brute_scores(e.m, t, 3, !method);
+        double *so = brute_scores(e.m, t, n, !method);
         uint64_t ob = UINT64_MAX;
         for (uint64_t r = 0; r < rows; r++)
-            if (r != in[0] && r != in[1] && r != in[2] &&
-                (ob == UINT64_MAX || so[r] > so[ob]))
+            if (!is_in(in, n, r) && (ob == UINT64_MAX || so[r] > so[ob]))
                 ob = r;
         assert_int_equal(ex.other_row, ob);
         assert_float_equal(ex.other_score, so[ob], 2e-5);
@@ -615,7 +630,7 @@ test_analogy_brute(void **state)
         if (method == SEMD_3COSADD) {
             struct semd_hit nb[6];
             uint32_t nn;
-            assert_int_equal(semd_neighbors(e.ix, t, 3, &s, 0, nb, &nn, info,
+            assert_int_equal(semd_neighbors(e.ix, t, n, &s, 0, nb, &nn, info,
                                             &err),
                              0);
             assert_int_equal(nn, nh);
@@ -657,7 +672,7 @@ test_errors(void **state)
     s.k = 0;
     expect_err(semd_neighbors(e.ix, t, 1, &s, 0, hits, &nh, info, &err),
                SEMD_EINVAL, &err, "k must be at least 1");
-    s.k = 3001;
+    s.k = 3002;
     expect_err(semd_neighbors(e.ix, t, 1, &s, 0, hits, &nh, info, &err),
                SEMD_EINVAL, &err, "exceeds the vocabulary");
     s.k = 5;

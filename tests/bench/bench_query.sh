@@ -55,7 +55,7 @@ qs = [qs[i * len(qs) // 200] for i in range(200)]
 for a, b, c, _ in qs[:5]:
     kv.most_similar_cosmul(positive=[b, c], negative=[a], topn=10)
 med = []
-for rep in range(5):
+for rep in range(3):
     t = []
     for a, b, c, _ in qs:
         t0 = time.perf_counter()
