@@ -113,6 +113,14 @@ semd_writer_open(struct semd_writer **out, const char *path, uint32_t dims,
         return semd_err_set(err, SEMD_EINVAL,
                             "dimension count %u out of range (1..%u)", dims,
                             MODEL_MAX_DIMS);
+    /* The file is replaced by a rename at the end: a link or a device
+     * there would be replaced, not written through. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return semd_err_set(err, SEMD_EINVAL,
+                            "%s: exists and is not a regular file; refusing "
+                            "to replace it",
+                            path);
     struct semd_writer *w = calloc(1, sizeof *w);
     if (!w)
         return semd_err_set(err, SEMD_ENOMEM, "out of memory");

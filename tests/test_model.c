@@ -183,6 +183,11 @@ test_writer_errors(void **state)
 
     assert_int_equal(semd_writer_open(&w, path, 3, NULL, &err), 0);
     assert_int_equal(semd_writer_finish(w, &err), SEMD_EINVAL);
+    /* a link is never replaced */
+    const char *link = t_path("link.semd");
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(semd_writer_open(&w, link, 3, NULL, &err), SEMD_EINVAL);
+    assert_non_null(strstr(err.msg, "not a regular file"));
     /* the earlier file is untouched */
     m = open_ok(path);
     assert_int_equal(semd_model_rows(m), 2);
