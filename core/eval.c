@@ -203,7 +203,7 @@ clamp_rows(const struct semd_model *m, uint64_t restrict_rows)
 struct question {
     uint32_t section;
     uint64_t ra, rb, rc;
-    /* entries in the table, by offset so that growth cannot move them */
+    /* upper-cased words, owned by the table (each key its own string) */
     const char *ua, *ub, *uc, *ue;
     size_t la, lb, lc, le;
 };

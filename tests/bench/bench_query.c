@@ -76,7 +76,8 @@ main(int argc, char **argv)
             continue;
         struct q x;
         int k = 0, ok = 1;
-        for (char *t = strtok(line, " \t\r\n"); t; t = strtok(NULL, " \t\r\n")) {
+        const char *sep = " \t\r\n";
+        for (char *t = strtok(line, sep); t; t = strtok(NULL, sep)) {
             if (k == 4 || strlen(t) >= sizeof x.w[0]) {
                 ok = 0;
                 break;
