@@ -190,7 +190,7 @@ answer(struct rctx *x)
 {
     struct server *srv = x->h->srv;
     struct api_reply *rp = &x->rp;
-    if (rp->status >= 500 && rp->error) {
+    if (rp->status == 500 && rp->error) {
         json_t *m = json_object_get(rp->error, "message");
         log_error("msg=\"request failed\" id=%s path=%s status=%d "
                   "detail=\"%s\"", x->id, x->path, rp->status,

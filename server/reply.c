@@ -2,9 +2,10 @@
  * reply.c - every response body: the success envelope
  * {"result":..., "time_ms":..., "version":...} and the error body
  * {"error":{"code","message",...}}, built in one place from one table of
- * error codes and statuses (the shapes openapi.yaml defines). Server
- * errors (5xx) carry a generic message and the request id; the detail
- * goes to the log under that id.
+ * error codes and statuses (the shapes openapi.yaml defines). Internal
+ * errors (500) carry a generic message and the request id; the detail
+ * goes to the log under that id. 503 (not ready, shutting down) is a
+ * state, not a fault: its message stays.
  *
  * Pure functions of their arguments: called from any thread.
  */
@@ -116,7 +117,7 @@ reply_body(struct api_reply *rp, const char *request_id, double time_ms,
     if (rp->error || !rp->result) {
         if (!rp->error)
             reply_error(rp, ERR_INTERNAL, NULL, "handler gave no reply");
-        if (rp->status >= 500) {
+        if (rp->status == 500) {
             /* the detail was logged by the caller with this id */
             json_object_set_new(rp->error, "message",
                                 json_sprintf("internal error; see the "

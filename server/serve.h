@@ -116,8 +116,8 @@ struct api_reply {
 /* Success: takes over result (a new reference). */
 void reply_ok(struct api_reply *rp, int status, json_t *result);
 /* An error with its status from the code table; message is printf-like.
- * words (may be NULL) lists unknown words, taken over. For 5xx codes the
- * message only goes to the log, with the request id. */
+ * words (may be NULL) lists unknown words, taken over. For ERR_INTERNAL
+ * the message only goes to the log, with the request id. */
 void reply_error(struct api_reply *rp, enum api_error e, json_t *words,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Maps a core error code (and its message) to a reply. */

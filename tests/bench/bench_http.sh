@@ -81,17 +81,17 @@ stop_pid() {
 }
 
 non2xx_total=0
-# run_wrk URL CONNS [lua]: prints requests per second; adds non-2xx
+# run_wrk URL CONNS [lua] [semd]: sets rps; with "semd" adds the run's
+# non-2xx responses and socket errors to non2xx_total
 run_wrk() {
-    local out
-    out=$(wrk -t2 -c"$2" -d"${dur}s" --latency ${3:+-s "$3"} "$1")
-    local bad
+    local out bad errs
+    out=$(wrk -t2 -c"$2" -d"${dur}s" ${3:+-s "$3"} "$1")
     bad=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p')
-    local errs
     errs=$(echo "$out" | sed -n 's/.*Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1 \2 \3 \4/p' \
         | awk '{print $1 + $2 + $3 + $4}')
-    last_bad=$(( ${bad:-0} + ${errs:-0} ))
-    echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'
+    [ "${4:-}" = semd ] && non2xx_total=$((non2xx_total + ${bad:-0} + ${errs:-0}))
+    rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+    rps=${rps:-0}
 }
 
 row() { # name measured reference ratio target verdict
@@ -107,8 +107,8 @@ threads=$(nproc)
 # semd, exact
 start_semd exact --threads "$threads"
 url="http://127.0.0.1:$port"
-exact8=$(run_wrk "$url" 8 "$work/mix.lua"); non2xx_total=$((non2xx_total + last_bad))
-exact64=$(run_wrk "$url" 64 "$work/mix.lua"); non2xx_total=$((non2xx_total + last_bad))
+run_wrk "$url" 8 "$work/mix.lua" semd; exact8=$rps
+run_wrk "$url" 64 "$work/mix.lua" semd; exact64=$rps
 batches=$(curl -s "$url/metrics" | awk '/^semd_batches_total/ {b=$2} /^semd_batched_queries_total/ {q=$2} END {printf "%.1f", b ? q / b : 0}')
 stop_pid "$semd_pid"
 
@@ -122,18 +122,18 @@ peer_pid=$!
 gensim8=0
 gensim64=0
 if wait_http "http://127.0.0.1:$gport/v1/health" 600; then
-    gensim8=$(run_wrk "http://127.0.0.1:$gport" 8 "$work/mix.lua")
-    gensim64=$(run_wrk "http://127.0.0.1:$gport" 64 "$work/mix.lua")
+    run_wrk "http://127.0.0.1:$gport" 8 "$work/mix.lua"; gensim8=$rps
+    run_wrk "http://127.0.0.1:$gport" 64 "$work/mix.lua"; gensim64=$rps
 fi
 stop_pid "$peer_pid"
 
 # semd, HNSW32 (built and saved on first use), against its own /v1/health
 start_semd hnsw --threads "$threads" --index HNSW32
 url="http://127.0.0.1:$port"
-hnsw8=$(run_wrk "$url" 8 "$work/mix.lua"); non2xx_total=$((non2xx_total + last_bad))
-hnsw64=$(run_wrk "$url" 64 "$work/mix.lua"); non2xx_total=$((non2xx_total + last_bad))
-health8=$(run_wrk "$url/v1/health" 8); non2xx_total=$((non2xx_total + last_bad))
-health64=$(run_wrk "$url/v1/health" 64); non2xx_total=$((non2xx_total + last_bad))
+run_wrk "$url" 8 "$work/mix.lua" semd; hnsw8=$rps
+run_wrk "$url" 64 "$work/mix.lua" semd; hnsw64=$rps
+run_wrk "$url/v1/health" 8 "" semd; health8=$rps
+run_wrk "$url/v1/health" 64 "" semd; health64=$rps
 stop_pid "$semd_pid"
 
 # start to first answered neighbours query, index saved: median of 5
