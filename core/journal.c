@@ -431,7 +431,8 @@ semd_journal_open(struct semd_journal **out, const char *dir,
         }
     }
     closedir(d);
-    qsort(j->segs, j->n_segs, sizeof *j->segs, cmp_seg);
+    if (j->n_segs > 1)
+        qsort(j->segs, j->n_segs, sizeof *j->segs, cmp_seg);
 
     j->next_seq = 1;
     for (size_t i = 0; i < j->n_segs; i++) {

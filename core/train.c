@@ -311,7 +311,12 @@ semd_train_split(const struct semd_train_opts *o, const char *text,
 
 /* --------------------------------------------------------------- kernels */
 
-static float
+/* Hogwild: workers read and write the shared rows without locks, by
+ * design (word2vec and gensim do the same); ThreadSanitizer is told not to
+ * instrument these accesses. */
+#define HOGWILD __attribute__((no_sanitize("thread")))
+
+HOGWILD static float
 dot_gen(const float *a, const float *b, uint32_t n)
 {
     float s[8] = {0};
@@ -326,7 +331,7 @@ dot_gen(const float *a, const float *b, uint32_t n)
 }
 
 /* neu1e += g * c; c += g * in */
-static void
+HOGWILD static void
 upd_gen(float *neu1e, float *c, const float *in, float g, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
@@ -336,14 +341,14 @@ upd_gen(float *neu1e, float *c, const float *in, float g, uint32_t n)
     }
 }
 
-static void
+HOGWILD static void
 add_gen(float *dst, const float *src, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
         dst[i] += src[i];
 }
 
-__attribute__((target("avx2,fma"))) static inline float
+HOGWILD __attribute__((target("avx2,fma"))) static inline float
 dot_avx2(const float *a, const float *b, uint32_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -370,7 +375,7 @@ dot_avx2(const float *a, const float *b, uint32_t n)
     return r;
 }
 
-__attribute__((target("avx2,fma"))) static inline void
+HOGWILD __attribute__((target("avx2,fma"))) static inline void
 upd_avx2(float *neu1e, float *c, const float *in, float g, uint32_t n)
 {
     __m256 gv = _mm256_set1_ps(g);
@@ -389,7 +394,7 @@ upd_avx2(float *neu1e, float *c, const float *in, float g, uint32_t n)
     }
 }
 
-__attribute__((target("avx2,fma"))) static inline void
+HOGWILD __attribute__((target("avx2,fma"))) static inline void
 add_avx2(float *dst, const float *src, uint32_t n)
 {
     uint32_t i = 0;
@@ -484,7 +489,7 @@ draw_block(struct ctx *c, int n, int p0, int p1)
     c->next_random = next_random;
 }
 
-static inline void
+HOGWILD static inline void
 prefetch_row(const float *row, uint32_t dim)
 {
     const char *p = (const char *)row;
@@ -550,8 +555,9 @@ prefetch_row(const float *row, uint32_t dim)
         c->pairs += pairs;                                                    \
     }
 
-SG_SENTENCE(sentence_gen, , dot_gen, upd_gen, add_gen)
-SG_SENTENCE(sentence_avx2, __attribute__((target("avx2,fma"))), dot_avx2,
+SG_SENTENCE(sentence_gen, HOGWILD, dot_gen, upd_gen, add_gen)
+SG_SENTENCE(sentence_avx2, HOGWILD __attribute__((target("avx2,fma"))),
+            dot_avx2,
             upd_avx2, add_avx2)
 
 /* ---------------------------------------------------------------- workers */
