@@ -736,7 +736,7 @@ test_fixture_semantics(void **state)
     assert_int_equal(semd_expr_parse(&x, q, strlen(q), &err), 0);
     struct semd_hit hits[10];
     uint32_t nh;
-    struct semd_term_info info[3];
+    struct semd_term_info info[4];
     struct semd_explain ex;
     struct semd_search s = {.k = 10};
     assert_int_equal(semd_analogy(e.ix, x.terms, x.n_terms, SEMD_3COSADD, &s,
