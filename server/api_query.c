@@ -668,7 +668,7 @@ api_similarity_get(struct api_req *rq, struct api_reply *rp)
     const struct semd_model *m = semd_snapshot_model(rq->snap);
     struct semd_term t[2] = {{a->val, a->len, NULL, 1.0f},
                              {b->val, b->len, NULL, 1.0f}};
-    struct semd_term_info info[2];
+    struct semd_term_info info[2] = {{0}};
     struct semd_err err = {0};
     float sim;
     int rc = semd_similarity(m, &t[0], &t[1], &sim, info, &err);
@@ -711,7 +711,7 @@ similarity_pairs(struct api_req *rq, struct api_reply *rp, json_t *pairs)
             return;
         }
         struct semd_term t[2] = {{a, al, NULL, 1.0f}, {b, bl, NULL, 1.0f}};
-        struct semd_term_info info[2];
+        struct semd_term_info info[2] = {{0}};
         struct semd_err err = {0};
         float sim;
         int rc = semd_similarity(m, &t[0], &t[1], &sim, info, &err);
@@ -767,7 +767,7 @@ api_similarity_post(struct api_req *rq, struct api_reply *rp)
         return;
     }
     struct semd_term ta[SEMD_MAX_TERMS], tb[SEMD_MAX_TERMS];
-    struct semd_term_info info[2 * SEMD_MAX_TERMS];
+    struct semd_term_info info[2 * SEMD_MAX_TERMS] = {{0}};
     size_t na = 0, nb = 0;
     if (!word_terms(a, "a", 1.0f, ta, &na, SEMD_MAX_TERMS, rp) ||
         !word_terms(b, "b", 1.0f, tb, &nb, SEMD_MAX_TERMS, rp))
@@ -846,7 +846,7 @@ analogy_run(struct api_req *rq, struct api_reply *rp,
     const struct semd_index *ix = semd_snapshot_index(rq->snap);
     const struct semd_model *m = semd_snapshot_model(rq->snap);
     struct semd_hit *hits = malloc(s->k * sizeof *hits);
-    struct semd_term_info info[SEMD_MAX_TERMS];
+    struct semd_term_info info[SEMD_MAX_TERMS] = {{0}};
     if (!hits) {
         reply_error(rp, ERR_INTERNAL, NULL, "out of memory for %u hits",
                     s->k);
@@ -970,7 +970,7 @@ api_odd_one_out(struct api_req *rq, struct api_reply *rp)
         return;
     }
     struct semd_term t[SEMD_MAX_TERMS];
-    struct semd_term_info info[SEMD_MAX_TERMS];
+    struct semd_term_info info[SEMD_MAX_TERMS] = {{0}};
     float sims[SEMD_MAX_TERMS];
     size_t n = 0;
     if (!word_terms(words, "words", 1.0f, t, &n, SEMD_MAX_TERMS, rp))
