@@ -462,7 +462,8 @@ convert_usage(FILE *f)
 {
     fprintf(f,
             "usage: semd convert IN OUT [--from FORMAT] [--limit N]\n"
-            "                    [--tensor NAME] [--vocab FILE]\n\n"
+            "                    [--tensor NAME] [--vocab FILE] "
+            "[--merges FILE]\n\n"
             "Converts embeddings into a semd model file. The format is "
             "detected when\n--from is not given. Rows are kept in the "
             "input's order (most frequent\nfirst). OUT appears only once "
@@ -480,6 +481,13 @@ convert_usage(FILE *f)
             "  --vocab FILE    safetensors: tokenizer.json, vocab.json "
             "(token -> id)\n"
             "                  or one token per line\n"
+            "  --merges FILE   safetensors: the merges.txt of a byte-level "
+            "BPE\n"
+            "                  (GPT-2) tokenizer, kept in the model with "
+            "the\n"
+            "                  vocab.json; a tokenizer.json as --vocab "
+            "brings its\n"
+            "                  own merges. Rows then keep their token ids.\n"
             "  --progress      progress lines even when stderr is not a "
             "terminal\n");
 }
@@ -523,6 +531,8 @@ cmd_convert(int argc, char **argv)
             o.tensor = argv[++i];
         } else if (!strcmp(a, "--vocab") && has_val) {
             o.vocab = argv[++i];
+        } else if (!strcmp(a, "--merges") && has_val) {
+            o.merges = argv[++i];
         } else if (!strcmp(a, "--limit") && has_val) {
             if (parse_u64(argv[++i], &o.limit) || o.limit == 0) {
                 fprintf(stderr, "semd convert: --limit wants a positive "
@@ -580,9 +590,20 @@ cmd_convert(int argc, char **argv)
         fprintf(stderr, "semd convert: %s\n", err.msg);
         return 1;
     }
-    if (strcmp(format, "safetensors") && (o.tensor || o.vocab)) {
-        fprintf(stderr, "semd convert: --tensor and --vocab are for "
-                "safetensors input, and %s is %s\n", o.in, format);
+    if (strcmp(format, "safetensors") && (o.tensor || o.vocab || o.merges)) {
+        fprintf(stderr, "semd convert: --tensor, --vocab and --merges are "
+                "for safetensors input, and %s is %s\n", o.in, format);
+        return 2;
+    }
+    if (o.merges && !o.vocab) {
+        fprintf(stderr, "semd convert: --merges needs --vocab (the "
+                "vocab.json of the same tokenizer)\n");
+        return 2;
+    }
+    if (o.merges && o.limit) {
+        /* every id the tokenizer can produce needs its row */
+        fprintf(stderr, "semd convert: --limit cannot be used with a "
+                "tokenizer (--merges): every token needs its row\n");
         return 2;
     }
 

@@ -21,6 +21,9 @@ struct conv_opts {
     const char *from;    /* format name, NULL: detected */
     const char *tensor;  /* safetensors: tensor name, NULL: the only 2-D one */
     const char *vocab;   /* safetensors: vocabulary file */
+    const char *merges;  /* safetensors: BPE merges.txt; with it (or a
+                            tokenizer.json holding merges as vocab) the
+                            tokenizer goes into the model */
     uint64_t limit;      /* keep the first N rows; 0: all */
     int progress;        /* nonzero: progress lines on stderr */
 };

@@ -13,7 +13,13 @@
  * read are dropped from memory as we go, so the map never costs more than
  * a window. Rows are added in id order; rows without a token are skipped
  * (embedding matrices are often padded) and counted on stderr.
- * Single-threaded.
+ *
+ * With --merges (a vocab.json + merges.txt pair), or a tokenizer.json that
+ * holds BPE merges as --vocab, the byte-level BPE tokenizer is stored in
+ * the model too. Then row == token id for every token the tokenizer knows:
+ * those ids must all have a row and a token string equal to the
+ * tokenizer's, and only rows past the last token may be left out, so
+ * queries can go from text to ids to rows. Single-threaded.
  */
 #include "convert.h"
 
@@ -72,7 +78,8 @@ bf16_to_f32(uint16_t h)
 /* Token strings by id. */
 struct vocab {
     char **tok;
-    size_t n; /* ids 0..n-1 */
+    size_t n;   /* ids 0..n-1 */
+    int merges; /* a tokenizer.json whose model holds BPE merges */
 };
 
 static void
@@ -141,6 +148,7 @@ vocab_json(struct vocab *v, const char *path, uint64_t rows,
     json_t *vocab = model ? json_object_get(model, "vocab") : NULL;
     if (json_is_object(vocab)) { /* tokenizer.json, BPE/WordPiece */
         rc = vocab_map(v, path, vocab, rows, err);
+        v->merges = json_is_array(json_object_get(model, "merges"));
     } else if (json_is_array(vocab)) { /* tokenizer.json, Unigram */
         size_t i;
         json_t *e;
@@ -270,6 +278,54 @@ pick_tensor(json_t *hdr, const char *path, const char *want,
                         "one with --tensor NAME", path, found, names);
 }
 
+/* The tokenizer to keep, or NULL: from --vocab and --merges (failure is
+ * an error), or from a tokenizer.json with merges (failure only leaves it
+ * out, with a note: such a file may hold a BPE that is not byte-level).
+ * Checks that its ids are rows named by the same tokens. */
+static int
+load_tokenizer(struct semd_tokenizer **out, const struct conv_opts *o,
+               const struct vocab *v, struct semd_err *err)
+{
+    *out = NULL;
+    if (!o->merges && !v->merges)
+        return 0;
+    if (!o->merges && o->limit) {
+        fprintf(stderr, "semd convert: %s: tokenizer left out: --limit "
+                "drops rows its tokens need\n", o->vocab);
+        return 0;
+    }
+    struct semd_tokenizer *t;
+    struct semd_err e2 = {0};
+    int rc = semd_tokenizer_load(&t, o->vocab, o->merges, &e2);
+    if (rc) {
+        if (o->merges)
+            return semd_err_set(err, rc, "%s", e2.msg);
+        fprintf(stderr, "semd convert: %s: tokenizer left out: %s\n",
+                o->vocab, e2.msg);
+        return 0;
+    }
+    uint32_t n = semd_tokenizer_size(t);
+    if (n > v->n) {
+        semd_tokenizer_free(t);
+        return semd_err_set(err, SEMD_EFORMAT, "%s: the tokenizer has %u "
+                            "tokens but tensor \"%s\" only %zu rows",
+                            o->in, n, o->tensor ? o->tensor : "", v->n);
+    }
+    for (uint32_t id = 0; id < n; id++) {
+        const char *s = semd_tokenizer_token(t, id, NULL);
+        if (!v->tok[id] || !s || strcmp(s, v->tok[id]) != 0) {
+            rc = semd_err_set(err, SEMD_EFORMAT, "%s: id %u is \"%.100s\" "
+                              "in the tokenizer but \"%.100s\" in the "
+                              "vocabulary", o->vocab, id, s ? s : "",
+                              v->tok[id] ? v->tok[id] : "(nothing)");
+            semd_tokenizer_free(t);
+            return rc;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
 int
 fmt_safetensors_convert(const struct conv_opts *o, struct semd_err *err)
 {
@@ -279,6 +335,7 @@ fmt_safetensors_convert(const struct conv_opts *o, struct semd_err *err)
     size_t map_size = 0;
     json_t *hdr = NULL;
     struct vocab v = {0};
+    struct semd_tokenizer *tok = NULL;
     struct semd_writer *w = NULL;
     float *vec = NULL;
     char *hbuf = NULL;
@@ -376,7 +433,8 @@ fmt_safetensors_convert(const struct conv_opts *o, struct semd_err *err)
                           rows, dims, dtype, size);
         goto out;
     }
-    if ((rc = load_vocab(&v, o->vocab, rows, err)) != 0)
+    if ((rc = load_vocab(&v, o->vocab, rows, err)) != 0 ||
+        (rc = load_tokenizer(&tok, o, &v, err)) != 0)
         goto out;
     map_size = (size_t)size;
     map = mmap(NULL, map_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -411,6 +469,15 @@ fmt_safetensors_convert(const struct conv_opts *o, struct semd_err *err)
             skipped++;
             continue;
         }
+        /* with a tokenizer, a gap would shift every later row off its
+         * token id (load_tokenizer made sure its own ids have rows) */
+        if (tok && skipped) {
+            rc = semd_err_set(err, SEMD_EFORMAT, "%s: row %" PRIu64 " (\"%"
+                              ".100s\") follows a row without a token, so "
+                              "rows could not keep their token ids", path, r,
+                              v.tok[r]);
+            goto out;
+        }
         const unsigned char *p = base + r * dims * esize;
         if (esize == 4) {
             memcpy(vec, p, dims * 4);
@@ -439,12 +506,15 @@ fmt_safetensors_convert(const struct conv_opts *o, struct semd_err *err)
         fprintf(stderr, "semd convert: %s: %" PRIu64 " of %" PRIu64 " rows "
                 "have no token in %s and were left out\n", path, skipped,
                 rows, o->vocab);
+    if (tok && (rc = semd_writer_set_tokenizer(w, tok, err)) != 0)
+        goto out;
     rc = semd_writer_finish(w, err);
     w = NULL;
     if (!rc)
         progress_done(&prog, kept);
 out:
     semd_writer_abort(w);
+    semd_tokenizer_free(tok);
     free(vec);
     vocab_free(&v);
     json_decref(hdr);
