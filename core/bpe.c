@@ -372,6 +372,40 @@ put_utf8(char *out, uint32_t cp)
     return 3;
 }
 
+/* ------------------------------------------------ look-ups for queries */
+
+int
+semd_tokenizer_find(const struct semd_tokenizer *t, const char *bytes,
+                    size_t len, uint32_t *id)
+{
+    /* each byte is one character of at most 2 bytes in byte-level form */
+    char s[2 * SEMD_MAX_WORD];
+    if (len == 0 || len > SEMD_MAX_WORD)
+        return SEMD_ENOWORD;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += (size_t)put_utf8(s + n, byte_char((unsigned char)bytes[i]));
+    return semd_tokenizer_lookup(t, s, n, id);
+}
+
+int
+semd_tokenizer_merge(const struct semd_tokenizer *t, uint32_t rank,
+                     uint32_t *left, uint32_t *right, uint32_t *result)
+{
+    if (rank >= t->m)
+        return SEMD_EINVAL;
+    uint32_t l = t->merges[2 * (size_t)rank];
+    uint32_t r = t->merges[2 * (size_t)rank + 1];
+    uint32_t k, res;
+    /* a pair listed twice keeps its later rank: the earlier one is dead */
+    if (l >= t->n || r >= t->n || !find_merge(t, l, r, &k, &res) || k != rank)
+        return SEMD_ENOWORD;
+    *left = l;
+    *right = r;
+    *result = res;
+    return 0;
+}
+
 /* ------------------------------------------------------------- building */
 
 /* A growable byte buffer. */

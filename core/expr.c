@@ -1,7 +1,8 @@
 /*
  * expr.c - query terms: parsing expressions such as "king - man + woman",
- * resolving words (exact, else lower-cased) and the case mappings that
- * resolution and evaluation need.
+ * resolving words (exact, else lower-cased; on a model carrying a
+ * tokenizer, by its tokens) and the case mappings that resolution and
+ * evaluation need.
  *
  * Grammar (bytes; whitespace is space, tab, CR, LF, VT, FF):
  *     expr   := ws* [sign ws*] term (sep term)* ws*
@@ -12,6 +13,14 @@
  *     bare   := one or more bytes other than whitespace, + - * " and NUL
  * A bare word followed by '*' must be a finite number: the term's weight
  * factor. Every error names the byte offset where it was found.
+ *
+ * Words as tokens: on a model with a tokenizer, rows are named by tokens
+ * in byte-level form ("\u0120king" is " king"). A query word is meant as a
+ * word of running text, which follows a space, so " king" is tried first,
+ * then "king", then the name as typed; a word that is no single token is
+ * the mean of its tokens' rows. Token ids go to rows by the token's name,
+ * not by assuming row == id, so a model missing some rows still answers
+ * for the rest.
  *
  * Case mapping uses the C library's wide-character tables of a UTF-8
  * locale object made once (never the process locale, which belongs to the
@@ -25,6 +34,7 @@
 #include "model.h"
 #include "query.h"
 
+#include <ctype.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -40,6 +50,9 @@ semd_prov_name(int prov)
     case SEMD_PROV_CASE_FOLDED: return "case_folded";
     case SEMD_PROV_MISSING: return "missing";
     case SEMD_PROV_VECTOR: return "vector";
+    case SEMD_PROV_TOKEN_SPACE: return "token_space";
+    case SEMD_PROV_TOKEN_BARE: return "token_bare";
+    case SEMD_PROV_TOKEN_MEAN: return "token_mean";
     }
     return "unknown";
 }
@@ -186,11 +199,85 @@ query_lower(const char *s, size_t n, char *out, size_t cap)
 
 /* ------------------------------------------------------------ resolving */
 
+/* The row named by token id, or UINT64_MAX when the model has none. */
+static uint64_t
+token_row(const struct semd_model *m, const struct semd_tokenizer *t,
+          uint32_t id)
+{
+    size_t tl;
+    const char *s = semd_tokenizer_token(t, id, &tl);
+    uint64_t row;
+    if (!s || tl == 0 || tl > SEMD_MAX_WORD ||
+        semd_model_lookup(m, s, tl, &row) != 0)
+        return UINT64_MAX;
+    return row;
+}
+
+/* The one token of exactly these bytes, with its row. */
+static int
+one_token(const struct semd_model *m, const struct semd_tokenizer *t,
+          const char *bytes, size_t len, int prov,
+          struct semd_term_info *out)
+{
+    uint32_t id;
+    if (semd_tokenizer_find(t, bytes, len, &id) != 0)
+        return SEMD_ENOWORD;
+    uint64_t row = token_row(m, t, id);
+    if (row == UINT64_MAX)
+        return SEMD_ENOWORD;
+    out->row = row;
+    out->prov = prov;
+    out->n_tokens = 1;
+    out->token_ids[0] = id;
+    out->token_rows[0] = row;
+    return 0;
+}
+
+static int
+resolve_token(const struct semd_model *m, const struct semd_tokenizer *t,
+              const char *word, size_t len, struct semd_term_info *out)
+{
+    char sp[SEMD_MAX_WORD + 1];
+    uint64_t row;
+    if (len < SEMD_MAX_WORD) {
+        sp[0] = ' ';
+        memcpy(sp + 1, word, len);
+        if (one_token(m, t, sp, len + 1, SEMD_PROV_TOKEN_SPACE, out) == 0)
+            return 0;
+    }
+    if (one_token(m, t, word, len, SEMD_PROV_TOKEN_BARE, out) == 0)
+        return 0;
+    if (semd_model_lookup(m, word, len, &row) == 0) {
+        uint32_t id;
+        out->row = row;
+        out->prov = SEMD_PROV_EXACT;
+        out->n_tokens = 0;
+        if (semd_tokenizer_lookup(t, word, len, &id) == 0) {
+            out->n_tokens = 1;
+            out->token_ids[0] = id;
+            out->token_rows[0] = row;
+        }
+        return 0;
+    }
+    return SEMD_ENOWORD;
+}
+
 int
 semd_resolve(const struct semd_model *m, const char *word, size_t len,
              struct semd_term_info *out)
 {
     uint64_t row;
+    out->n_tokens = 0;
+    const struct semd_tokenizer *tok = semd_model_tokenizer(m);
+    if (tok && len > 0 && len <= SEMD_MAX_WORD &&
+        resolve_token(m, tok, word, len, out) == 0)
+        return 0;
+    if (tok) {
+        out->row = UINT64_MAX;
+        out->prov = SEMD_PROV_MISSING;
+        out->n_tokens = 0;
+        return SEMD_ENOWORD;
+    }
     if (len > 0 && len <= SEMD_MAX_WORD &&
         semd_model_lookup(m, word, len, &row) == 0) {
         out->row = row;
@@ -212,6 +299,92 @@ semd_resolve(const struct semd_model *m, const char *word, size_t len,
     out->row = UINT64_MAX;
     out->prov = SEMD_PROV_MISSING;
     return SEMD_ENOWORD;
+}
+
+int
+semd_resolve_word(const struct semd_model *m, const char *word, size_t len,
+                  struct semd_term_info *out)
+{
+    if (semd_resolve(m, word, len, out) == 0)
+        return 0;
+    const struct semd_tokenizer *t = semd_model_tokenizer(m);
+    if (!t || len == 0 || len > SEMD_MAX_WORD)
+        return SEMD_ENOWORD;
+    /* as the word reads after a space, unless it brings its own */
+    char sp[SEMD_MAX_WORD + 1];
+    size_t n = 0;
+    if (!isspace((unsigned char)word[0]))
+        sp[n++] = ' ';
+    memcpy(sp + n, word, len);
+    n += len;
+    struct semd_token *toks = NULL;
+    size_t nt = 0;
+    if (semd_tokenize(t, sp, n, &toks, &nt, NULL) != 0 || nt == 0 ||
+        nt > SEMD_TERM_TOKENS) {
+        free(toks);
+        return SEMD_ENOWORD;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        uint64_t row = token_row(m, t, toks[i].id);
+        if (row == UINT64_MAX) {
+            free(toks);
+            return SEMD_ENOWORD;
+        }
+        out->token_ids[i] = toks[i].id;
+        out->token_rows[i] = row;
+    }
+    free(toks);
+    out->row = UINT64_MAX;
+    out->prov = SEMD_PROV_TOKEN_MEAN;
+    out->n_tokens = (uint32_t)nt;
+    return 0;
+}
+
+/* Appends s[0..n) to buf with each byte outside valid UTF-8 as U+FFFD,
+ * whole characters only, keeping room for the NUL. */
+static size_t
+put_lossy(char *buf, size_t o, size_t cap, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        int ok = len <= n - i && model_utf8_valid_prefix(s + i, len) == len;
+        const char *from = ok ? s + i : "\xEF\xBF\xBD";
+        if (!ok)
+            len = 3;
+        if (o + len + 1 > cap)
+            break;
+        memcpy(buf + o, from, len);
+        o += len;
+        i += ok ? len : 1;
+    }
+    return o;
+}
+
+int
+semd_model_display_word(const struct semd_model *m, uint64_t row, char *buf,
+                        size_t cap, uint32_t *token)
+{
+    if (!m || !buf || cap == 0 || row >= semd_model_rows(m))
+        return SEMD_EINVAL;
+    size_t wl;
+    const char *w = semd_model_word(m, row, &wl);
+    const struct semd_tokenizer *t = semd_model_tokenizer(m);
+    uint32_t id = UINT32_MAX;
+    const char *b = NULL;
+    size_t bl = 0;
+    if (t && semd_tokenizer_lookup(t, w, wl, &id) == 0)
+        b = semd_tokenizer_bytes(t, id, &bl);
+    if (!b) {
+        id = UINT32_MAX;
+        b = w;
+        bl = wl;
+    }
+    size_t o = put_lossy(buf, 0, cap, b, bl);
+    buf[o] = '\0';
+    if (token)
+        *token = id;
+    return 0;
 }
 
 /* ---------------------------------------------------------- expressions */

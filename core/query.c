@@ -54,6 +54,7 @@ resolve_all(const struct semd_model *m, const struct semd_term *t, size_t n,
     list[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         info[i].row = UINT64_MAX;
+        info[i].n_tokens = 0;
         if (!t[i].word && !t[i].vec) {
             info[i].prov = SEMD_PROV_MISSING;
             return semd_err_set(err, SEMD_EINVAL,
@@ -69,7 +70,7 @@ resolve_all(const struct semd_model *m, const struct semd_term *t, size_t n,
                                         j, i, (double)t[i].vec[j]);
             continue;
         }
-        if (semd_resolve(m, t[i].word, t[i].len, &info[i]) == 0)
+        if (semd_resolve_word(m, t[i].word, t[i].len, &info[i]) == 0)
             continue;
         if (missing++ == 0 || used + 8 < sizeof list) {
             int w = snprintf(list + used, sizeof list - used, "%s\"%.*s\"",
@@ -87,6 +88,30 @@ resolve_all(const struct semd_model *m, const struct semd_term *t, size_t n,
     return 0;
 }
 
+/* Raw vector of a resolved term, in double: its row, the vector given,
+ * or the mean of its tokens' rows. */
+static void
+term_raw(const struct semd_model *m, const struct semd_term *t,
+         const struct semd_term_info *ti, double *out)
+{
+    uint32_t d = semd_model_dims(m);
+    if (ti->prov == SEMD_PROV_TOKEN_MEAN) {
+        memset(out, 0, d * sizeof *out);
+        for (uint32_t k = 0; k < ti->n_tokens; k++) {
+            const float *v = semd_model_row(m, ti->token_rows[k]);
+            for (uint32_t j = 0; j < d; j++)
+                out[j] += v[j];
+        }
+        for (uint32_t j = 0; j < d; j++)
+            out[j] /= ti->n_tokens;
+        return;
+    }
+    const float *v = ti->row != UINT64_MAX ? semd_model_row(m, ti->row)
+                                           : t->vec;
+    for (uint32_t j = 0; j < d; j++)
+        out[j] = v[j];
+}
+
 /* Unit vector of a resolved term, in double. Fails on a zero vector. */
 static int
 term_unit(const struct semd_model *m, const struct semd_term *t,
@@ -94,13 +119,12 @@ term_unit(const struct semd_model *m, const struct semd_term *t,
           struct semd_err *err)
 {
     uint32_t d = semd_model_dims(m);
-    const float *v = ti->row != UINT64_MAX ? semd_model_row(m, ti->row)
-                                           : t->vec;
+    term_raw(m, t, ti, out);
     double s = 0;
     for (uint32_t j = 0; j < d; j++)
-        s += (double)v[j] * v[j];
+        s += out[j] * out[j];
     if (!(s > 0) || !isfinite(s)) {
-        if (ti->row != UINT64_MAX)
+        if (ti->prov != SEMD_PROV_VECTOR)
             return semd_err_set(err, SEMD_EINVAL,
                                 "word \"%.*s\" has a zero vector",
                                 (int)(t->len > 100 ? 100 : t->len), t->word);
@@ -109,7 +133,7 @@ term_unit(const struct semd_model *m, const struct semd_term *t,
     }
     double inv = 1.0 / sqrt(s);
     for (uint32_t j = 0; j < d; j++)
-        out[j] = v[j] * inv;
+        out[j] *= inv;
     return 0;
 }
 
@@ -167,7 +191,7 @@ semd_combine(const struct semd_model *m, const struct semd_term *terms,
             goto out;
         /* raw vectors enter as given, words as unit vectors */
         const double w = terms[i].weight;
-        if (info[i].row == UINT64_MAX)
+        if (info[i].prov == SEMD_PROV_VECTOR)
             for (uint32_t j = 0; j < d; j++)
                 mean[j] += w * terms[i].vec[j];
         else
@@ -196,26 +220,36 @@ out:
     return rc;
 }
 
-/* The caller's excluded rows plus the distinct input rows, in a new array
- * (free it). */
+static size_t
+add_row(uint64_t *ex, size_t k, uint64_t row)
+{
+    size_t j = 0;
+    while (j < k && ex[j] != row)
+        j++;
+    if (j == k)
+        ex[k++] = row;
+    return k;
+}
+
+/* The caller's excluded rows plus the distinct input rows (every token of
+ * a word made of tokens), in a new array (free it). */
 static uint64_t *
 with_inputs(const struct semd_search *s, const struct semd_term_info *info,
             size_t n_terms, int keep_inputs, size_t *n)
 {
-    uint64_t *ex = malloc((s->n_exclude + n_terms + 1) * sizeof *ex);
+    uint64_t *ex = malloc((s->n_exclude + n_terms * SEMD_TERM_TOKENS + 1) *
+                          sizeof *ex);
     if (!ex)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < s->n_exclude; i++)
         ex[k++] = s->exclude[i];
     for (size_t i = 0; i < n_terms && !keep_inputs; i++) {
-        if (info[i].row == UINT64_MAX)
-            continue;
-        size_t j = 0;
-        while (j < k && ex[j] != info[i].row)
-            j++;
-        if (j == k)
-            ex[k++] = info[i].row;
+        if (info[i].row != UINT64_MAX)
+            k = add_row(ex, k, info[i].row);
+        for (uint32_t t = 0; t < info[i].n_tokens && t < SEMD_TERM_TOKENS;
+             t++)
+            k = add_row(ex, k, info[i].token_rows[t]);
     }
     *n = k;
     return ex;
@@ -375,16 +409,15 @@ semd_similarity(const struct semd_model *m, const struct semd_term *a,
  * pre_normalize=False; the division by the count cancels out). */
 static void
 raw_sum(const struct semd_model *m, const struct semd_term *t,
-        const struct semd_term_info *info, size_t n, double *out)
+        const struct semd_term_info *info, size_t n, double *out,
+        double *scratch)
 {
     uint32_t d = semd_model_dims(m);
     memset(out, 0, d * sizeof *out);
     for (size_t i = 0; i < n; i++) {
-        const float *v = info[i].row != UINT64_MAX
-                             ? semd_model_row(m, info[i].row)
-                             : t[i].vec;
+        term_raw(m, &t[i], &info[i], scratch);
         for (uint32_t j = 0; j < d; j++)
-            out[j] += v[j];
+            out[j] += scratch[j];
     }
 }
 
@@ -412,11 +445,11 @@ semd_n_similarity(const struct semd_model *m, const struct semd_term *a,
     if (rc)
         return rc;
     uint32_t d = semd_model_dims(m);
-    double *s = malloc(2 * (size_t)d * sizeof *s);
+    double *s = malloc(3 * (size_t)d * sizeof *s);
     if (!s)
         return semd_err_set(err, SEMD_ENOMEM, "out of memory");
-    raw_sum(m, a, info, na, s);
-    raw_sum(m, b, info + na, nb, s + d);
+    raw_sum(m, a, info, na, s, s + 2 * d);
+    raw_sum(m, b, info + na, nb, s + d, s + 2 * d);
     double n1 = sqrt(dot_d(s, s, d)), n2 = sqrt(dot_d(s + d, s + d, d));
     if (!(n1 > 0) || !(n2 > 0))
         rc = semd_err_set(err, SEMD_EINVAL,

@@ -288,9 +288,16 @@ enum semd_prov {
     SEMD_PROV_CASE_FOLDED = 1, /* found only lower-cased */
     SEMD_PROV_MISSING = 2,     /* not found: the query fails, naming it */
     SEMD_PROV_VECTOR = 3,      /* a raw vector, not a word */
+    /* On a model carrying a tokenizer (rows named by tokens): */
+    SEMD_PROV_TOKEN_SPACE = 4, /* the token of " " + word: "king" is
+                                  "\u0120king", the word after a space */
+    SEMD_PROV_TOKEN_BARE = 5,  /* the token of the word's own bytes */
+    SEMD_PROV_TOKEN_MEAN = 6,  /* no one token: the mean of the raw rows of
+                                  the tokens of " " + word */
 };
 
-/* Name of a provenance: "exact", "case_folded", "missing", "vector". */
+/* Name of a provenance: "exact", "case_folded", "missing", "vector",
+ * "token_space", "token_bare", "token_mean". */
 const char *semd_prov_name(int prov);
 
 struct semd_term {
@@ -300,16 +307,48 @@ struct semd_term {
     float weight;
 };
 
-/* What a term resolved to. row is UINT64_MAX for a vector or a miss. */
+#define SEMD_TERM_TOKENS 16 /* tokens one word may resolve to */
+
+/* What a term resolved to. row is UINT64_MAX for a vector, a miss or a
+ * mean of tokens. */
 struct semd_term_info {
     uint64_t row;
     int prov; /* enum semd_prov */
+    /* The tokens of a token provenance (1 for TOKEN_SPACE and TOKEN_BARE,
+     * 2..SEMD_TERM_TOKENS for TOKEN_MEAN): their ids and rows. n_tokens is
+     * 0 for every other provenance. Inputs excluded from answers are
+     * these rows. */
+    uint32_t n_tokens;
+    uint32_t token_ids[SEMD_TERM_TOKENS];
+    uint64_t token_rows[SEMD_TERM_TOKENS];
 };
 
-/* Resolves a word: exact, else its lower-cased form (ASCII and UTF-8
- * letters that have a simple lower case). SEMD_ENOWORD if neither. */
+/* Resolves a word to one row. On a model without a tokenizer: exact, else
+ * its lower-cased form (ASCII and UTF-8 letters that have a simple lower
+ * case). On a model with one: the token of " " + word, else of the word's
+ * own bytes, else the row named exactly as given ("\u0120king" typed in
+ * byte-level form). SEMD_ENOWORD if none. */
 int semd_resolve(const struct semd_model *m, const char *word, size_t len,
                  struct semd_term_info *out);
+
+/* As semd_resolve, and then, on a model with a tokenizer, a word that is
+ * no single token resolves to the mean of the raw rows of the tokens of
+ * " " + word (of the word alone when it starts with whitespace), as it
+ * would be tokenized after a space in running text: prov
+ * SEMD_PROV_TOKEN_MEAN, row UINT64_MAX. SEMD_ENOWORD when it needs more
+ * than SEMD_TERM_TOKENS tokens or a token has no row. What queries use. */
+int semd_resolve_word(const struct semd_model *m, const char *word,
+                      size_t len, struct semd_term_info *out);
+
+/* How a row reads, into buf (cap >= 1 bytes, NUL-terminated): on a model
+ * with a tokenizer, the text of its token (" king" for "\u0120king"),
+ * each byte that is not part of valid UTF-8 (a token may hold part of a
+ * character) shown as U+FFFD; otherwise the row's word. Cut at a character
+ * boundary if buf is short: 3 * SEMD_MAX_WORD + 1 bytes always suffice.
+ * *token (may be NULL) gets the token id, UINT32_MAX when the row is no
+ * token. SEMD_EINVAL if row is out of range. */
+int semd_model_display_word(const struct semd_model *m, uint64_t row,
+                            char *buf, size_t cap, uint32_t *token);
 
 /*
  * An expression is text such as "king - man + woman", "0.5*paris + berlin"
@@ -639,6 +678,18 @@ const char *semd_tokenizer_bytes(const struct semd_tokenizer *t, uint32_t id,
 int semd_tokenizer_lookup(const struct semd_tokenizer *t, const char *token,
                           size_t len, uint32_t *id);
 
+/* Id of the token standing for exactly these bytes (" king" gives the id
+ * of "\u0120king"), whether or not tokenizing them would produce it;
+ * SEMD_ENOWORD if no token does. */
+int semd_tokenizer_find(const struct semd_tokenizer *t, const char *bytes,
+                        size_t len, uint32_t *id);
+
+/* The merge of rank (0 .. semd_tokenizer_merges - 1): left + right ->
+ * result. SEMD_EINVAL when rank is out of range; SEMD_ENOWORD for a pair
+ * listed again at a later rank, whose later rank is the one that counts. */
+int semd_tokenizer_merge(const struct semd_tokenizer *t, uint32_t rank,
+                         uint32_t *left, uint32_t *right, uint32_t *result);
+
 /* Tokenizes len bytes of text: *toks (malloc'd, free() it; NULL when *n is
  * 0) gets *n tokens in text order, their spans covering the text without
  * gaps. */
@@ -661,6 +712,104 @@ const struct semd_tokenizer *semd_model_tokenizer(const struct semd_model *m);
 int semd_writer_set_tokenizer(struct semd_writer *w,
                               const struct semd_tokenizer *t,
                               struct semd_err *err);
+
+/* ---------------------------------------------------------- token health */
+
+/*
+ * A health report of a model's rows, meant for an LLM's token-embedding
+ * matrix (any model works; the tokenizer part needs one):
+ *
+ *  - Norms. Rows whose norm stands out, by a robust z-score of the log
+ *    norm over the non-zero rows: z = (ln norm - median) / (1.4826 MAD),
+ *    MAD the median absolute deviation (1.4826 MAD estimates the standard
+ *    deviation of a normal distribution, as in Iglewicz and Hoaglin's
+ *    modified z-score). The log makes "ten times smaller" as far out as
+ *    "ten times larger". Zero rows are listed apart.
+ *  - Near-duplicates: pairs of rows with cosine >= dup_cosine. By default
+ *    candidates come from random-hyperplane hashing (12 tables of 16 sign
+ *    bits) and are scored exactly: identical rows always share every
+ *    bucket, and a pair at cosine 0.99 is missed with probability below
+ *    1e-3. With exact set, every row is searched for its nearest other row
+ *    through the index (semd_index_search_batch, k = 1, itself excluded):
+ *    exact, but O(rows^2 dims), and it lists each row's nearest only.
+ *  - Unreachable tokens: a token is unreachable when tokenizing its own
+ *    bytes does not give back that one token. Such a token either is made
+ *    by no merge and is no single byte (BPE can never output it: reason
+ *    SEMD_UNREACH_NO_MERGE, e.g. special tokens such as "<|endoftext|>"),
+ *    or its bytes merge along another path (SEMD_UNREACH_SPLIT; it could
+ *    still appear inside longer text in rare cases, so this flags it as a
+ *    candidate). A token that passes is reachable: its own text yields it.
+ *    Tokens that text never produces get no gradient in training, which is
+ *    a known source of under-trained tokens in LLMs; their rows then also
+ *    tend to have outlying norms.
+ */
+struct semd_tokens_report_opts {
+    double z_limit;    /* flag rows with |z| above; 0: 3.5 */
+    double dup_cosine; /* near-duplicates from this cosine; 0: 0.99 */
+    size_t max_list;   /* entries kept per list, worst first; 0: 100.
+                          Counts are always complete. */
+    int exact;         /* nonzero: duplicates by exact search */
+    uint64_t seed;     /* of the hashing; 0: 1 */
+};
+
+struct semd_norm_flag {
+    uint64_t row;
+    float norm;
+    float z; /* 0 for a zero row */
+};
+
+struct semd_dup_pair {
+    uint64_t a, b; /* rows, a < b */
+    float cosine;
+};
+
+enum semd_unreach_reason {
+    SEMD_UNREACH_NO_MERGE = 1, /* no merge makes it and it is no byte */
+    SEMD_UNREACH_SPLIT = 2,    /* its bytes tokenize to other tokens */
+};
+
+#define SEMD_UNREACH_IDS 8
+
+struct semd_unreachable {
+    uint32_t id;
+    uint64_t row;   /* UINT64_MAX when the model has no row for it */
+    int reason;     /* enum semd_unreach_reason */
+    uint32_t n_ids; /* tokens its bytes give (all of them, counted) */
+    uint32_t ids[SEMD_UNREACH_IDS]; /* the first of them */
+};
+
+struct semd_tokens_report {
+    uint64_t rows;
+    uint32_t dims;
+    double z_limit, dup_cosine;        /* as used */
+    double norm_median, log_norm_mad;  /* over non-zero rows */
+    float norm_min, norm_max;          /* over non-zero rows */
+    /* rows by |z|, worst first; n_* are the totals, *_listed the kept */
+    uint64_t n_zero, n_low, n_high;
+    size_t zero_listed, low_listed, high_listed;
+    struct semd_norm_flag *zero, *low, *high;
+    /* near-duplicate pairs, highest cosine first */
+    int dup_exact;            /* how they were found */
+    uint64_t dup_scored;      /* pairs scored exactly */
+    uint64_t n_dups;
+    size_t dups_listed;
+    struct semd_dup_pair *dups;
+    /* tokenizer (all zero when the model has none), by id */
+    int has_tokenizer;
+    uint32_t tokens;
+    uint64_t n_no_row;        /* token ids without a row */
+    uint64_t n_unreachable, n_no_merge;
+    size_t unreachable_listed;
+    struct semd_unreachable *unreachable;
+};
+
+/* Builds the report for the model ix indexes (opts may be NULL).
+ * Released with semd_tokens_report_release. Reads the whole matrix a few
+ * times; may be called from any thread. */
+int semd_tokens_report(const struct semd_index *ix,
+                       const struct semd_tokens_report_opts *opts,
+                       struct semd_tokens_report *out, struct semd_err *err);
+void semd_tokens_report_release(struct semd_tokens_report *r);
 
 /* -------------------------------------------------------------- training */
 

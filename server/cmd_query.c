@@ -4,8 +4,10 @@
  * `distance`) and `semd eval` (the analogy test and word-pair
  * correlations, gensim's numbers).
  *
- * Output is an aligned table for people, or JSON with --json. The model
- * and the index are opened once per process; single-threaded.
+ * Output is an aligned table for people, or JSON with --json. On a model
+ * carrying a tokenizer, words are tokens: they show as the text they stand
+ * for, quoted (spaces matter: " king"), with their ids. The model and the
+ * index are opened once per process; single-threaded.
  */
 #include "semd.h"
 
@@ -62,6 +64,45 @@ width(const char *s)
     for (; *s; s++)
         w += ((unsigned char)*s & 0xC0) != 0x80;
     return w;
+}
+
+/* Room for any row shown by semd_model_display_word. */
+#define SHOWN_MAX (3 * SEMD_MAX_WORD + 1)
+
+/* A row as people read it: its word, or on a tokenizer model its token's
+ * text, JSON-quoted so that spaces show, and its id: "\" king\" #3364". */
+static const char *
+show(const struct semd_model *m, uint64_t row, char *buf, size_t cap)
+{
+    if (!semd_model_tokenizer(m))
+        return semd_model_word(m, row, NULL);
+    char text[SHOWN_MAX];
+    uint32_t id;
+    if (semd_model_display_word(m, row, text, sizeof text, &id) != 0)
+        return semd_model_word(m, row, NULL);
+    json_t *q = json_string(text);
+    char *qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL;
+    if (id == UINT32_MAX)
+        snprintf(buf, cap, "%s", qs ? qs : text);
+    else
+        snprintf(buf, cap, "%s #%u", qs ? qs : text, id);
+    free(qs);
+    json_decref(q);
+    return buf;
+}
+
+/* Adds "id" and "text" of a row's token to o on a tokenizer model. */
+static void
+add_token_json(const struct semd_model *m, uint64_t row, json_t *o)
+{
+    char text[SHOWN_MAX];
+    uint32_t id;
+    if (!semd_model_tokenizer(m) ||
+        semd_model_display_word(m, row, text, sizeof text, &id) != 0 ||
+        id == UINT32_MAX)
+        return;
+    json_object_set_new(o, "id", json_integer(id));
+    json_object_set_new(o, "text", json_string(text));
 }
 
 static void
@@ -141,6 +182,15 @@ terms_json(const struct semd_model *m, const struct semd_expr *e,
             json_object_set_new(t, "resolved",
                                 json_string(semd_model_word(m, info[i].row,
                                                             NULL)));
+        if (info[i].n_tokens) {
+            json_t *toks = json_array();
+            for (uint32_t k = 0; k < info[i].n_tokens; k++) {
+                json_t *x = json_object();
+                add_token_json(m, info[i].token_rows[k], x);
+                json_array_append_new(toks, x);
+            }
+            json_object_set_new(t, "tokens", toks);
+        }
         json_array_append_new(a, t);
     }
     return a;
@@ -158,6 +208,7 @@ run_query(const struct semd_index *ix, const char *text, size_t len,
     struct semd_explain ex;
     struct semd_hit *hits = NULL;
     uint32_t n = 0;
+    char sb[SHOWN_MAX + 32];
     int rc = semd_expr_parse(&e, text, len, &err);
     if (rc)
         goto fail;
@@ -179,11 +230,13 @@ run_query(const struct semd_index *ix, const char *text, size_t len,
         goto fail;
     if (o->json) {
         json_t *nb = json_array();
-        for (uint32_t i = 0; i < n; i++)
-            json_array_append_new(
-                nb, json_pack("{s:s, s:f}", "word",
-                              semd_model_word(m, hits[i].row, NULL), "score",
-                              (double)hits[i].score));
+        for (uint32_t i = 0; i < n; i++) {
+            json_t *x = json_pack("{s:s, s:f}", "word",
+                                  semd_model_word(m, hits[i].row, NULL),
+                                  "score", (double)hits[i].score);
+            add_token_json(m, hits[i].row, x);
+            json_array_append_new(nb, x);
+        }
         json_t *out = json_pack("{s:s%, s:s, s:o, s:o}", "query", text, len,
                                 "method",
                                 analogy ? method_name(method) : "neighbors",
@@ -227,20 +280,30 @@ run_query(const struct semd_index *ix, const char *text, size_t len,
                                            : e.terms[i].weight));
             if (info[i].prov == SEMD_PROV_CASE_FOLDED)
                 printf(" (as \"%s\")", semd_model_word(m, info[i].row, NULL));
+            if (info[i].n_tokens && info[i].prov != SEMD_PROV_EXACT) {
+                printf(" (%s", info[i].prov == SEMD_PROV_TOKEN_MEAN
+                                   ? "mean of"
+                                   : "as");
+                for (uint32_t k = 0; k < info[i].n_tokens; k++)
+                    printf(" %s", show(m, info[i].token_rows[k], sb,
+                                       sizeof sb));
+                printf(")");
+            }
         }
         int w = 4;
         for (uint32_t i = 0; i < n; i++) {
-            int ww = width(semd_model_word(m, hits[i].row, NULL));
+            int ww = width(show(m, hits[i].row, sb, sizeof sb));
             w = ww > w ? ww : w;
         }
-        printf("\n\n  rank  %-*s  score\n", w, "word");
+        printf("\n\n  rank  %-*s  score\n", w,
+               semd_model_tokenizer(m) ? "token" : "word");
         for (uint32_t i = 0; i < n; i++) {
-            const char *word = semd_model_word(m, hits[i].row, NULL);
+            const char *word = show(m, hits[i].row, sb, sizeof sb);
             printf("  %4u  %s%*s  %.4f\n", i + 1, word,
                    w - width(word), "", (double)hits[i].score);
         }
         if (analogy && n > 0) {
-            printf("\nwhy %s:", semd_model_word(m, hits[0].row, NULL));
+            printf("\nwhy %s:", show(m, hits[0].row, sb, sizeof sb));
             for (size_t i = 0; i < e.n_terms; i++)
                 printf(" cos(%.*s)=%.4f", (int)e.terms[i].len,
                        e.terms[i].word, (double)ex.term_cos[i]);
@@ -255,7 +318,7 @@ run_query(const struct semd_index *ix, const char *text, size_t len,
                        ex.methods_agree ? "agrees" : "disagrees",
                        method_name(method == SEMD_3COSADD ? SEMD_3COSMUL
                                                           : SEMD_3COSADD),
-                       semd_model_word(m, ex.other_row, NULL));
+                       show(m, ex.other_row, sb, sizeof sb));
         }
         printf("\n");
         fflush(stdout);
