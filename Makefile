@@ -45,6 +45,7 @@ CORE_SRC := \
 	core/expr.c \
 	core/query.c \
 	core/eval.c \
+	core/tokens_report.c \
 	core/snapshot.c
 
 SERVER_SRC := \
@@ -53,6 +54,7 @@ SERVER_SRC := \
 	server/cmd_train.c \
 	server/cmd_query.c \
 	server/cmd_tokenize.c \
+	server/cmd_tokens.c \
 	server/convert.c \
 	server/fmt_text.c \
 	server/fmt_w2vbin.c \
@@ -87,7 +89,8 @@ SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BINS  := $(TESTS:%=$(BUILD)/tests/%)
 CONTRACT_DEPS := tests/contract/node_modules/.package-lock.json
 
-.PHONY: all test check run bench model fixture setup clean distclean
+.PHONY: all test check run bench model fixture setup clean distclean \
+	asan tsan fuzz fuzz-build fuzz-seeds
 
 all: $(BUILD)/libsemd.a $(BUILD)/semd
 
@@ -173,6 +176,77 @@ run:
 	echo "  curl -H 'Content-Type: application/json' -d '{\"pairs\":[[\"cat\",\"dog\"],[\"cat\",\"car\"]]}' http://127.0.0.1:8080/v1/similarity"; \
 	echo; \
 	exec $(BUILD)/semd serve $$m --listen 127.0.0.1:8080
+
+# The whole suite under sanitizers, each in its own build directory (the
+# FAISS C API library is shared; FAISS, OpenBLAS and libgomp are not
+# instrumented). asan: AddressSanitizer with UndefinedBehaviorSanitizer and
+# leak detection, stopping at the first report. tsan: ThreadSanitizer with
+# one OpenBLAS and one OpenMP thread (their pools are invisible to it) and
+# tests/tsan.supp. Both use gcc's runtimes; SAN_CC picks another compiler.
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+SAN_CC     ?= gcc
+SAN_OPT    := -O1 -g -fno-omit-frame-pointer
+ASAN_ENV   := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+TSAN_ENV   := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp:print_suppressions=0 \
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+asan:
+	@$(ASAN_ENV) $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+		CC=$(SAN_CC) OPT="$(SAN_OPT) -fsanitize=address,undefined -fno-sanitize-recover=all" \
+		check
+
+tsan:
+	@$(TSAN_ENV) $(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) \
+		CC=$(SAN_CC) OPT="$(SAN_OPT) -fsanitize=thread" check
+
+# libFuzzer targets (tests/fuzz/, README there), built with clang, ASan
+# and UBSan in their own build directory. `make fuzz FUZZ_SECONDS=N` runs
+# each for N seconds from its committed seed corpus, FUZZ_JOBS at a time.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 2
+FUZZ_OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CONVERT := wink w2vtext w2vbin glove fasttext safetensors
+FUZZ_TARGETS := fuzz_model fuzz_expr fuzz_journal fuzz_bpe \
+	$(FUZZ_CONVERT:%=fuzz_convert_%)
+FUZZ_SERVER  := server/convert.c server/fmt_text.c server/fmt_w2vbin.c \
+	server/fmt_wink.c server/fmt_safetensors.c
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+		OPT="$(FUZZ_OPT)" fuzz-build
+	@bash tests/fuzz/run.sh $(FUZZ_BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_JOBS) \
+		$(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+
+# Rewrites the binary seeds in tests/fuzz/corpus/ with the library's writers.
+fuzz-seeds:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+		OPT="$(FUZZ_OPT)" $(FUZZ_BUILD)/fuzz/seeds
+	$(FUZZ_BUILD)/fuzz/seeds tests/fuzz/corpus
+
+$(BUILD)/fuzz/seeds: $(BUILD)/obj/tests/fuzz/seeds.o $(BUILD)/libsemd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsemd.a \
+		$(filter-out -fopenmp,$(LIBS)) -lgomp
+
+# One converter target per format, from one source.
+$(BUILD)/obj/tests/fuzz/fuzz_convert_%.o: tests/fuzz/fuzz_convert.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iserver -DFUZZ_FORMAT='"$*"' -c $< -o $@
+
+# FAISS was built against libgomp: link it rather than clang's libomp.
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/fuzz_util.o \
+		$(FUZZ_SERVER:%.c=$(BUILD)/obj/%.o) $(BUILD)/libsemd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.o,$^) \
+		$(BUILD)/libsemd.a $(filter-out -fopenmp,$(LIBS)) -lgomp
 
 setup:
 	bash deploy/setup.sh --with-node

@@ -12,6 +12,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_tokens_report(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 

@@ -28,6 +28,8 @@ static const struct command commands[] = {
     {"export", cmd_export, "write a model as word2vec text or binary"},
     {"query", cmd_query, "nearest words of a word or an expression"},
     {"tokenize", cmd_tokenize, "split text into BPE tokens (--json)"},
+    {"tokens-report", cmd_tokens_report,
+     "outlying norms, duplicate rows, unreachable tokens"},
     {"eval", cmd_eval, "analogy accuracy and word-pair correlations"},
     {"train", cmd_train, "train skip-gram vectors on a text file"},
 };
