@@ -76,6 +76,7 @@ TESTS := \
 	test_model \
 	test_convert \
 	test_bpe \
+	test_tokens \
 	test_journal \
 	test_train \
 	test_index \

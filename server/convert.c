@@ -558,6 +558,17 @@ cmd_convert(int argc, char **argv)
         convert_usage(stderr);
         return 2;
     }
+    if (o.merges && !o.vocab) {
+        fprintf(stderr, "semd convert: --merges needs --vocab (the "
+                "vocab.json of the same tokenizer)\n");
+        return 2;
+    }
+    if (o.merges && o.limit) {
+        /* every id the tokenizer can produce needs its row */
+        fprintf(stderr, "semd convert: --limit cannot be used with a "
+                "tokenizer (--merges): every token needs its row\n");
+        return 2;
+    }
     if (o.from) {
         size_t i, nf = sizeof formats / sizeof formats[0];
         for (i = 0; i < nf && strcmp(o.from, formats[i].name); i++)
@@ -593,17 +604,6 @@ cmd_convert(int argc, char **argv)
     if (strcmp(format, "safetensors") && (o.tensor || o.vocab || o.merges)) {
         fprintf(stderr, "semd convert: --tensor, --vocab and --merges are "
                 "for safetensors input, and %s is %s\n", o.in, format);
-        return 2;
-    }
-    if (o.merges && !o.vocab) {
-        fprintf(stderr, "semd convert: --merges needs --vocab (the "
-                "vocab.json of the same tokenizer)\n");
-        return 2;
-    }
-    if (o.merges && o.limit) {
-        /* every id the tokenizer can produce needs its row */
-        fprintf(stderr, "semd convert: --limit cannot be used with a "
-                "tokenizer (--merges): every token needs its row\n");
         return 2;
     }
 
