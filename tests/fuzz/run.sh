@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs libFuzzer targets for a fixed time each and prints one table row per
+# target: executions, executions per second, edges covered, features,
+# corpus size, and the verdict. Usage: run.sh BINDIR SECONDS JOBS TARGET...
+#
+# Each target starts from its committed seeds (tests/fuzz/corpus/TARGET)
+# and a working corpus in BINDIR/corpus/TARGET that keeps what earlier runs
+# found; new inputs go to the working corpus only. A crash, leak, timeout
+# or out-of-memory leaves the input in BINDIR/artifacts/ and fails the run.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+bindir=$1
+secs=$2
+jobs=$3
+shift 3
+mkdir -p "$bindir/logs" "$bindir/artifacts"
+
+run_one() {
+    local t=$1
+    local work="$bindir/corpus/$t" seeds="$here/corpus/$t"
+    local dict="" d
+    mkdir -p "$work"
+    # fuzz_convert_wink uses wink.dict, fuzz_bpe bpe.dict, ...
+    for d in "$here/dict/${t#fuzz_}.dict" "$here/dict/${t#fuzz_convert_}.dict"; do
+        [ -f "$d" ] && dict="-dict=$d" && break
+    done
+    [ -d "$seeds" ] || seeds=""
+    # -timeout: one input taking this long is a finding (a hang); the RSS
+    # limit catches an input that makes us allocate without bound. One
+    # BLAS and one OpenMP thread: the targets use none, and idle pool
+    # threads would spin on the cores the fuzzers share.
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+    "$bindir/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$bindir/artifacts/$t-" \
+        $dict "$work" $seeds >"$bindir/logs/$t.log" 2>&1
+    echo $? >"$bindir/logs/$t.rc"
+}
+
+running=0
+for t in "$@"; do
+    if [ ! -x "$bindir/$t" ]; then
+        echo "fuzz: $bindir/$t is not built" >&2
+        exit 2
+    fi
+    run_one "$t" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+done
+wait
+
+stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
+
+printf '| %-26s | %5s | %12s | %9s | %6s | %7s | %6s | %-8s |\n' \
+    target seconds executions "exec/s" edges features corpus verdict
+printf '|%s|\n' "----------------------------|-------|--------------|-----------|--------|---------|--------|----------"
+bad=0
+for t in "$@"; do
+    log="$bindir/logs/$t.log"
+    rc=$(cat "$bindir/logs/$t.rc" 2>/dev/null || echo 1)
+    execs=$(stat number_of_executed_units "$log")
+    eps=$(stat average_exec_per_sec "$log")
+    # the last status line: "#N DONE cov: 1234 ft: 5678 corp: 90/12Kb ..."
+    last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
+    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+    corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
+    verdict=pass
+    if [ "$rc" -ne 0 ]; then
+        verdict="FAIL($rc)"
+        bad=1
+    fi
+    printf '| %-26s | %5s | %12s | %9s | %6s | %7s | %6s | %-8s |\n' \
+        "$t" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
+        "${corp:-?}" "$verdict"
+done
+if [ "$bad" -ne 0 ]; then
+    for t in "$@"; do
+        rc=$(cat "$bindir/logs/$t.rc" 2>/dev/null || echo 1)
+        [ "$rc" -eq 0 ] && continue
+        echo
+        echo "== $t (exit $rc): $bindir/logs/$t.log"
+        grep -E 'ERROR|SUMMARY|property broken|Test unit written|^    #[0-9]' \
+            "$bindir/logs/$t.log" | head -n 40
+    done
+    exit 1
+fi
