@@ -5,7 +5,8 @@
 #
 # Usage: deploy/setup.sh [--build-dir DIR] [--with-node]
 #   --build-dir DIR  where the FAISS C API library goes (default: build)
-#   --with-node      also install Node.js and npm (needed by `make model`)
+#   --with-node      also install Node.js and npm (`make model` fetches the
+#                    default model with npm; the HTTP contract test runs on node)
 #
 # Debian 12 ships FAISS's C API headers but not the compiled C API. We fetch
 # the Debian source package of exactly the installed FAISS version (apt checks
