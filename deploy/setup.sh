@@ -21,7 +21,10 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --build-dir) build=$2; shift 2 ;;
         --with-node) with_node=1; shift ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) # the comment at the top of this file
+            awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
+                "$0"
+            exit 0 ;;
         *) echo "setup: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
