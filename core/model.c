@@ -216,8 +216,13 @@ check(struct semd_model *m, struct semd_err *err)
                     "matrix section at offset %llu, expected %u",
                     (unsigned long long)m->sec[SEC_MATRIX].offset,
                     MODEL_HEADER_SIZE);
-    m->capacity = rd64(m->base + m->sec[SEC_HASH].offset);
-    if (m->sec[SEC_HASH].size < 8 || m->capacity < in->rows + 1 ||
+    /* The capacity is read only once the section holds it, and must fit
+     * the section before 8 + 4 x capacity is computed: 2^62 slots would
+     * wrap that sum to 8 and pass the size check below. */
+    uint64_t hsize = m->sec[SEC_HASH].size;
+    m->capacity = hsize >= 8 ? rd64(m->base + m->sec[SEC_HASH].offset) : 0;
+    if (hsize < 8 || m->capacity < in->rows + 1 ||
+        m->capacity > (hsize - 8) / 4 ||
         (m->capacity & (m->capacity - 1)) != 0)
         return fail(err, SEMD_EFORMAT, path,
                     "bad hash capacity %llu for %llu rows",

@@ -128,6 +128,39 @@ test_bad_files(void **state)
     expect_open_error(p, SEMD_ECORRUPT, "header checksum");
     buf[20] ^= 1;
 
+    /* A hash capacity of 2^62 in a section of 8 bytes: 8 + 4 x 2^62
+     * wraps to 8, so a size check alone would pass it and look-ups would
+     * read far outside the file. Found by fuzz_model. */
+    char *bad = malloc(n);
+    memcpy(bad, buf, n);
+    uint32_t nsec;
+    memcpy(&nsec, bad + 36, 4);
+    for (uint32_t i = 0; i < nsec; i++) {
+        char *e = bad + 256 + 32 * i;
+        uint32_t kind;
+        uint64_t off, eight = 8, cap = 1ull << 62;
+        memcpy(&kind, e, 4);
+        memcpy(&off, e + 8, 8);
+        if (kind == 6) { /* the hash section */
+            memcpy(e + 16, &eight, 8);
+            memcpy(bad + off, &cap, 8);
+        }
+    }
+    /* the header checksum (CRC-32C of bytes 0..4091) must hold for open
+     * to reach the capacity */
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t i = 0; i < 4092; i++) {
+        crc ^= (unsigned char)bad[i];
+        for (int b = 0; b < 8; b++)
+            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
+    }
+    crc = ~crc;
+    memcpy(bad + 4092, &crc, 4);
+    p = t_path("hash.semd");
+    t_write_file(p, bad, n);
+    expect_open_error(p, SEMD_EFORMAT, "bad hash capacity");
+    free(bad);
+
     /* A flipped matrix byte: open succeeds (O(1)), verify catches it. */
     buf[4096 + 13] ^= 0x40;
     t_write_file(p, buf, n);
