@@ -275,11 +275,12 @@ void semd_set_threads(int blas, int omp);
 /* ---------------------------------------------------------------- queries */
 
 /*
- * Queries work on terms: a word (resolved exactly, then lower-cased), or a
- * raw vector, each with a weight (+1 positive, -1 negative, or any). Words
- * are combined as gensim does: the weighted mean of their unit vectors
- * (raw vectors enter as given), normalised. Input words are excluded from
- * the answers unless asked otherwise.
+ * Queries work on terms: a word (resolved exactly, then lower-cased; on a
+ * model carrying a tokenizer, as tokens: see semd_resolve_word), or a raw
+ * vector, each with a weight (+1 positive, -1 negative, or any). Words are
+ * combined as gensim does: the weighted mean of their unit vectors (raw
+ * vectors enter as given), normalised. Input words (every token of a word
+ * made of tokens) are excluded from the answers unless asked otherwise.
  */
 
 /* How a term was resolved. */
