@@ -105,6 +105,10 @@ cmd_serve(int argc, char **argv)
     struct server srv = {0};
     srv.cfg = &cfg;
     srv.started = now();
+    /* OpenMP's thread count is a per-thread setting: main_thread_policy
+     * set it for this thread only, so each request thread applies the
+     * same value on its first request (http.c) */
+    srv.omp_threads = cfg.threads > 1 ? 1 : 0;
     metrics_init();
     struct http *h = NULL;
     int port = 0, status = 1;

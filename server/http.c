@@ -314,6 +314,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     struct http *h = cls;
     struct rctx *x = *req_cls;
     if (!x) {
+        /* the thread policy of cmd_serve.c, once per pool thread: an
+         * OpenMP team inside each search would spin on the other cores */
+        static _Thread_local int policy_applied;
+        if (!policy_applied) {
+            if (h->srv->omp_threads)
+                semd_set_threads(0, h->srv->omp_threads);
+            policy_applied = 1;
+        }
         x = calloc(1, sizeof *x);
         if (!x)
             return MHD_NO;

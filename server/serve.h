@@ -173,6 +173,8 @@ struct server {
     struct batcher *batcher; /* NULL: score in the request thread */
     double started;          /* seconds since the epoch */
     atomic_int draining;     /* stopping: replies close connections */
+    int omp_threads;         /* OpenMP threads per request thread; 0:
+                                library default */
 };
 
 #define API_MAX_ARGS 32

@@ -101,7 +101,7 @@ verdict() { # value op bound
     awk -v v="$1" -v b="$3" -v op="$2" 'BEGIN {
         ok = (op == ">=") ? v >= b : v <= b; print ok ? "PASS" : "FAIL" }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 threads=$(nproc)
 # semd, exact
