@@ -3,9 +3,12 @@
  * queue jobs and park their connection; scoring threads take every job
  * waiting (up to max_batch, all on the same index) and score them with one
  * semd_neighbors_batch call: one matrix product instead of one pass over
- * the matrix per query. A lone request is taken at once (no waiting
- * window), so it is not slower than scoring it in place; under load the
- * queue fills while the threads are busy and batches grow by themselves.
+ * the matrix per query. A lone request is taken at once, so it is not
+ * slower than scoring it in place. When another scoring thread is busy
+ * (the cores are working anyway), a thread that finds few jobs waits a
+ * short window (WINDOW_US, or until max_batch are queued) for more: the
+ * index scores small batches one query at a time and only large ones as
+ * one matrix product, so under load it pays to gather.
  *
  * Threads: submit from request threads; `threads` scoring threads; stop
  * from the main thread. One mutex guards the queue, never held while
@@ -14,9 +17,15 @@
  */
 #include "serve.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Longest wait for more jobs while another thread scores; a few hundred
+ * microseconds, small against one exact pass over a large matrix. */
+#define WINDOW_US 300
 
 struct scorer;
 
@@ -24,6 +33,8 @@ struct batcher {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct batch_job *head, *tail;
+    size_t queued;
+    int busy; /* threads scoring now */
     int stopping;
     size_t max_batch;
     int n_threads;
@@ -48,6 +59,7 @@ take(struct batcher *b, struct batch_job **out, size_t max)
             pp = &j->next;
         }
     }
+    b->queued -= n;
     /* the queue is short (one job per open connection at most) */
     b->tail = b->head;
     while (b->tail && b->tail->next)
@@ -73,7 +85,23 @@ worker(void *arg)
             pthread_cond_wait(&b->cond, &b->lock);
         if (!b->head)
             break;
+        if (b->busy > 0 && b->queued < b->max_batch) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += WINDOW_US * 1000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (b->queued < b->max_batch && !b->stopping &&
+                   pthread_cond_timedwait(&b->cond, &b->lock, &until) !=
+                       ETIMEDOUT)
+                ;
+            if (!b->head)
+                continue; /* another thread took them meanwhile */
+        }
         size_t n = take(b, sc->jobs, b->max_batch);
+        b->busy++;
         pthread_mutex_unlock(&b->lock);
 
         struct semd_err err = {0};
@@ -99,6 +127,7 @@ worker(void *arg)
             j->wake(j->wake_arg); /* j is the request's again */
         }
         pthread_mutex_lock(&b->lock);
+        b->busy--;
     }
     pthread_mutex_unlock(&b->lock);
     return NULL;
@@ -111,8 +140,12 @@ batcher_start(struct batcher **out, int threads, size_t max_batch,
     struct batcher *b = calloc(1, sizeof *b);
     if (!b)
         return semd_err_set(err, SEMD_ENOMEM, "out of memory for a batcher");
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->cond, NULL);
+    pthread_cond_init(&b->cond, &ca);
+    pthread_condattr_destroy(&ca);
     b->max_batch = max_batch ? max_batch : 1;
     b->scorers = calloc((size_t)threads, sizeof *b->scorers);
     if (!b->scorers) {
@@ -152,7 +185,9 @@ batcher_submit(struct batcher *b, struct batch_job *j)
     else
         b->head = j;
     b->tail = j;
-    pthread_cond_signal(&b->cond);
+    b->queued++;
+    /* wakes an idle thread, and a gathering one to count again */
+    pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
     return SEMD_OK;
 }
