@@ -553,8 +553,10 @@ build_index(struct semd_index *ix, const struct semd_index_opts *o,
         return semd_err_set(err, SEMD_EINDEX, "factory \"%s\" for %u dims: %s",
                             ix->factory, dims, m);
     }
-    int threads = o && o->threads > 0 ? o->threads : omp_get_num_procs();
+    /* 0: OpenMP's own count, which is every core unless OMP_NUM_THREADS
+     * (or semd_set_threads) says otherwise */
     int saved = omp_get_max_threads();
+    int threads = o && o->threads > 0 ? o->threads : saved;
     omp_set_num_threads(threads);
     float *buf = NULL;
     if (!faiss_Index_is_trained(ix->fi)) {
