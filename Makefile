@@ -46,7 +46,8 @@ CORE_SRC := \
 	core/query.c \
 	core/eval.c \
 	core/tokens_report.c \
-	core/snapshot.c
+	core/snapshot.c \
+	core/project.c
 
 SERVER_SRC := \
 	server/main.c \
@@ -83,7 +84,8 @@ TESTS := \
 	test_snapshot \
 	test_http \
 	test_query \
-	test_eval
+	test_eval \
+	test_project
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)

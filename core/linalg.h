@@ -28,4 +28,16 @@ float linalg_dot(const float *a, const float *b, uint32_t n);
 /* Euclidean norm, accumulated in double. */
 double linalg_norm(const float *a, uint32_t n);
 
+/* ---- symmetric eigenproblems (double precision, for projections) */
+
+/* c[k x k] = x^T x when outer is 0 (x is n x k, k = d), or x x^T when
+ * outer is 1 (k = n); x is row-major n x d. The whole of c is filled. */
+void linalg_dsyrk(const double *x, size_t n, size_t d, int outer, double *c);
+
+/* The two largest eigenvalues of the symmetric k x k matrix a (k >= 2;
+ * destroyed) with LAPACK's dsyevr: w[0] >= w[1], and their unit
+ * eigenvectors v[0..k) and v[k..2k). Returns 0, or -1 when LAPACK fails
+ * or is out of memory. */
+int linalg_dsyev_top2(double *a, size_t k, double w[2], double *v);
+
 #endif

@@ -947,6 +947,21 @@ int semd_trainer_write(const struct semd_trainer *t, const char *path,
                        const struct semd_writer_opts *opts,
                        struct semd_err *err);
 
+
+/* ------------------------------------------------------- 2-D projection */
+
+/* Principal component analysis of n points in dims dimensions down to two:
+ * the points are centred, the top two eigenvectors of their covariance (or,
+ * with fewer points than dimensions, of their Gram matrix) found with
+ * LAPACK, and each point's coordinates along them written to xy (n x 2
+ * floats, x then y). ratio[0..1] get the share of the total variance each
+ * component explains (0 when all points coincide). The sign of each axis
+ * is fixed so that the point farthest along it lies on the positive side,
+ * so equal input gives equal pictures. x is n x dims, row-major, finite;
+ * n >= 3 and dims >= 2, else SEMD_EINVAL. Any thread; no shared state. */
+int semd_project_pca2(const float *x, size_t n, uint32_t dims, float *xy,
+                      double ratio[2], struct semd_err *err);
+
 #ifdef __cplusplus
 }
 #endif
