@@ -71,7 +71,9 @@ SERVER_SRC := \
 	server/metrics.c \
 	server/batcher.c \
 	server/api_query.c \
-	server/api_admin.c
+	server/api_admin.c \
+	server/api_project.c \
+	server/web.c
 
 TESTS := \
 	test_model \
@@ -88,7 +90,7 @@ TESTS := \
 	test_project
 
 CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 TEST_BINS  := $(TESTS:%=$(BUILD)/tests/%)
 CONTRACT_DEPS := tests/contract/node_modules/.package-lock.json
 
@@ -100,6 +102,20 @@ all: $(BUILD)/libsemd.a $(BUILD)/semd
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The page (server/web/) embedded in the daemon as byte arrays: URL=file.
+WEB_ASSETS := /=server/web/index.html /app.css=server/web/app.css \
+	/app.js=server/web/app.js
+
+WEB_FILES := $(foreach a,$(WEB_ASSETS),$(lastword $(subst =, ,$a)))
+
+$(BUILD)/gen/web_assets.c: $(WEB_FILES) server/web/embed.sh
+	@mkdir -p $(dir $@)
+	sh server/web/embed.sh $@ $(WEB_ASSETS)
+
+$(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iserver -c $< -o $@
 
 $(BUILD)/libsemd.a: $(CORE_OBJ)
 	@rm -f $@

@@ -221,6 +221,8 @@ answer(struct rctx *x)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", x->id);
+    for (int i = 0; i + 1 < 12 && rp->headers[i]; i += 2)
+        MHD_add_response_header(resp, rp->headers[i], rp->headers[i + 1]);
     if (status == 405 && x->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, x->allow);
     if (status == 401)
@@ -289,6 +291,8 @@ run(struct rctx *x)
             return answer(x);
         }
     }
+    x->rq.if_none_match = MHD_lookup_connection_value(
+        x->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     x->rq.job = &x->job;
     r->fn(&x->rq, &x->rp);
     if (!x->rp.deferred)

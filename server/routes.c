@@ -36,6 +36,13 @@ const struct route routes[] = {
     {"GET", "/v1/words", api_words, 0, 0, "/v1/words"},
     {"POST", "/v1/reload", api_reload, 0, ROUTE_WRITE | ROUTE_NOSNAP,
      "/v1/reload"},
+    {"POST", "/v1/project", api_project, SMALL_BODY, ROUTE_BODY,
+     "/v1/project"},
+    {"GET", "/", api_page, 0, ROUTE_PUBLIC | ROUTE_NOSNAP | ROUTE_RAW, "/"},
+    {"GET", "/app.css", api_page, 0, ROUTE_PUBLIC | ROUTE_NOSNAP | ROUTE_RAW,
+     "/app.css"},
+    {"GET", "/app.js", api_page, 0, ROUTE_PUBLIC | ROUTE_NOSNAP | ROUTE_RAW,
+     "/app.js"},
     {"GET", "/metrics", api_metrics, 0,
      ROUTE_PUBLIC | ROUTE_NOSNAP | ROUTE_RAW, "/metrics"},
 };

@@ -111,6 +111,8 @@ struct api_reply {
     size_t text_len;
     const char *content_type; /* ROUTE_RAW only; static */
     int deferred;      /* the handler queued a batch job (rq->job) */
+    const char *headers[12]; /* ROUTE_RAW: extra header name, value
+                                pairs ending in NULL; static strings */
 };
 
 /* Success: takes over result (a new reference). */
@@ -200,6 +202,7 @@ struct api_req {
     void *scratch;           /* a handler's memory, freed with the
                                 request by scratch_free (NULL: free) */
     void (*scratch_free)(void *scratch);
+    const char *if_none_match; /* the request's header, or NULL */
 };
 
 /* The query argument named key, or NULL. */
@@ -225,6 +228,15 @@ void api_ready(struct api_req *rq, struct api_reply *rp);
 void api_model(struct api_req *rq, struct api_reply *rp);
 void api_metrics(struct api_req *rq, struct api_reply *rp);
 void api_reload(struct api_req *rq, struct api_reply *rp);
+
+/* ---------------------------------------------------- api_project.c */
+
+void api_project(struct api_req *rq, struct api_reply *rp);
+
+/* ------------------------------------------------------------ web.c */
+
+/* GET /, /app.css, /app.js: the embedded page (server/web/). */
+void api_page(struct api_req *rq, struct api_reply *rp);
 
 /* ---------------------------------------------------------------- http.c */
 
