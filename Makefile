@@ -199,9 +199,10 @@ run:
 # The whole suite under sanitizers, each in its own build directory (the
 # FAISS C API library is shared; FAISS, OpenBLAS and libgomp are not
 # instrumented). asan: AddressSanitizer with UndefinedBehaviorSanitizer and
-# leak detection, stopping at the first report. tsan: ThreadSanitizer with
-# one OpenBLAS and one OpenMP thread (their pools are invisible to it) and
-# tests/tsan.supp. Both use gcc's runtimes; SAN_CC picks another compiler.
+# leak detection, stopping at the first report (tests/lsan.supp lists a
+# leak inside FAISS). tsan: ThreadSanitizer with one OpenBLAS thread and
+# OpenMP capped at one thread (TSan cannot see their pools' barriers and
+# locks), tests/tsan.supp. Both use gcc's runtimes; SAN_CC picks another.
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 SAN_CC     ?= gcc
@@ -210,7 +211,7 @@ ASAN_ENV   := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:stric
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 TSAN_ENV   := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp:print_suppressions=0 \
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1
 
 asan:
 	@$(ASAN_ENV) $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
