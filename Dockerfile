@@ -4,6 +4,9 @@
 #   docker run -p 8080:8080 semd
 #   curl 'http://127.0.0.1:8080/v1/neighbors?word=cat&k=5'
 #
+# (podman: `podman build --format docker` keeps the HEALTHCHECK, which the
+# OCI image format has no field for.)
+#
 # The build stage prepares itself with deploy/setup.sh, the same script a
 # user runs (no second list of packages to drift), builds semd and fetches
 # and converts the default model with `make model` (npm pack, integrity
