@@ -93,6 +93,10 @@ CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 TEST_BINS  := $(TESTS:%=$(BUILD)/tests/%)
 CONTRACT_DEPS := tests/contract/node_modules/.package-lock.json
+# Tests that are scripts, counted by tests/run.sh like the C programs: the
+# web page in headless Chromium (tests/browser/).
+SCRIPT_TESTS := tests/browser/page_test.mjs
+BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
 
 .PHONY: all test check run bench model fixture setup clean distclean \
 	asan tsan fuzz fuzz-build fuzz-seeds
@@ -135,16 +139,23 @@ $(FAISS_DIR)/libfaiss_c.a:
 # Installs what is missing, then builds and runs every test in a fresh make
 # (so that flags come from the packages just installed).
 test:
-	@bash deploy/setup.sh --with-node
+	@bash deploy/setup.sh --with-node --with-browser
 	@$(MAKE) --no-print-directory check
 
-check: all $(TEST_BINS) $(BUILD)/glove-20k.semd $(CONTRACT_DEPS)
+check: all $(TEST_BINS) $(BUILD)/glove-20k.semd $(CONTRACT_DEPS) \
+		$(BROWSER_DEPS)
 	@BUILD=$(BUILD) SEMD_BIN=$(BUILD)/semd SEMD_FIXTURE=$(BUILD)/glove-20k.semd \
-		bash tests/run.sh $(TEST_BINS)
+		bash tests/run.sh $(TEST_BINS) $(SCRIPT_TESTS)
 
 # The contract test's pinned npm packages (tests/contract/package-lock.json).
 $(CONTRACT_DEPS): tests/contract/package.json tests/contract/package-lock.json
 	cd tests/contract && npm ci --no-audit --no-fund --loglevel=error
+
+# The browser test's pinned playwright-core; it drives the system's
+# Chromium and never downloads a browser.
+$(BROWSER_DEPS): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+		npm ci --no-audit --no-fund --loglevel=error
 
 # The test fixture: 20k words of the default model, converted from the
 # committed word2vec binary (tests/data/make-fixture.sh regenerates that).
@@ -207,16 +218,20 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 SAN_CC     ?= gcc
 SAN_OPT    := -O1 -g -fno-omit-frame-pointer
-ASAN_ENV   := ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+ASAN_ENV   := \
+	ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1:$\
+	detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
-TSAN_ENV   := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp:print_suppressions=0 \
+TSAN_ENV   := \
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:$\
+	suppressions=$(CURDIR)/tests/tsan.supp:print_suppressions=0 \
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1
 
 asan:
 	@$(ASAN_ENV) $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
-		CC=$(SAN_CC) OPT="$(SAN_OPT) -fsanitize=address,undefined -fno-sanitize-recover=all" \
-		check
+		CC=$(SAN_CC) check OPT="$(SAN_OPT) -fsanitize=address,undefined \
+		-fno-sanitize-recover=all"
 
 tsan:
 	@$(TSAN_ENV) $(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) \

@@ -7,6 +7,9 @@
 #   --build-dir DIR  where the FAISS C API library goes (default: build)
 #   --with-node      also install Node.js and npm (`make model` fetches the
 #                    default model with npm; the HTTP contract test runs on node)
+#   --with-browser   also install Chromium (Debian package chromium) for the
+#                    web page's browser test; where it cannot be installed
+#                    that test skips, saying so, and setup goes on
 #
 # Debian 12 ships FAISS's C API headers but not the compiled C API. We fetch
 # the Debian source package of exactly the installed FAISS version (apt checks
@@ -17,10 +20,12 @@ set -euo pipefail
 
 build=build
 with_node=0
+with_browser=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --build-dir) build=$2; shift 2 ;;
         --with-node) with_node=1; shift ;;
+        --with-browser) with_browser=1; shift ;;
         -h|--help) # the comment at the top of this file
             awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' \
                 "$0"
@@ -61,6 +66,23 @@ if [ ${#missing[@]} -gt 0 ]; then
         fail "could not install: ${missing[*]}"
 else
     say "Debian packages present"
+fi
+
+# Chromium is large and not on every architecture or mirror: a failure here
+# is a warning, and the browser test then skips with the reason.
+if [ "$with_browser" = 1 ] && ! [ -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" != 0 ]; then
+        say "warning: chromium is missing and installing it needs root;" \
+            "the browser test will skip"
+    else
+        say "installing chromium for the browser test"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q --no-install-recommends chromium ||
+            { apt-get update -q &&
+              apt-get install -y -q --no-install-recommends chromium; } ||
+            say "warning: could not install chromium; the browser test" \
+                "will skip"
+    fi
 fi
 
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
