@@ -3,6 +3,7 @@
  */
 #include "test.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,7 +219,9 @@ test_writer_errors(void **state)
     assert_int_equal(semd_writer_finish(w, &err), SEMD_EINVAL);
     /* a link is never replaced */
     const char *link = t_path("link.semd");
-    assert_int_equal(symlink(path, link), 0);
+    unlink(link);
+    if (symlink(path, link) != 0)
+        fail_msg("symlink %s -> %s: %s", link, path, strerror(errno));
     assert_int_equal(semd_writer_open(&w, link, 3, NULL, &err), SEMD_EINVAL);
     assert_non_null(strstr(err.msg, "not a regular file"));
     /* the earlier file is untouched */
