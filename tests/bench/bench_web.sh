@@ -39,6 +39,6 @@ done
 [ -n "$url" ] || { echo "bench_web: semd serve did not start" >&2; exit 1; }
 
 read -r page ref < <(node tests/browser/bench_load.mjs "$url" 15)
-ratio=$(awk -v a="$page" -v b="$ref" 'BEGIN { printf "%.2fx", b > 0 ? a / b : 0 }')
+ratio=$(awk -v a="$page" -v b="$ref" 'BEGIN { printf "%.2fx", (b > 0) ? a / b : 0 }')
 verdict=$(awk -v a="$page" 'BEGIN { print (a < 200) ? "PASS" : "FAIL" }')
 echo "| page load (GET /, headless Chromium, median of 15) | $page ms | $ref ms (/v1/health) | $ratio | < 200 ms | $verdict |"
