@@ -37,8 +37,13 @@ api_ready(struct api_req *rq, struct api_reply *rp)
 {
     struct semd_snapshot *s = semd_holder_acquire(rq->srv->holder);
     if (!s) {
-        reply_error(rp, ERR_NOT_READY, NULL,
-                    "the model and its index are still loading");
+        if (rq->srv->cfg && rq->srv->cfg->follow)
+            reply_error(rp, ERR_NOT_READY, NULL,
+                        "no snapshot loaded yet from '%s' (waiting for its "
+                        "CURRENT)", rq->srv->cfg->follow);
+        else
+            reply_error(rp, ERR_NOT_READY, NULL,
+                        "the model and its index are still loading");
         return;
     }
     reply_ok(rp, 200, json_pack("{s:b, s:I}", "ready", 1, "version",
@@ -55,9 +60,13 @@ api_model(struct api_req *rq, struct api_reply *rp)
     semd_model_get_info(m, &in);
     char checksum[16];
     snprintf(checksum, sizeof checksum, "%08x", in.checksum);
+    /* the exact index answers while the one asked for is loading */
+    int state = atomic_load(&rq->srv->index_state);
+    const char *want = rq->srv->cfg && rq->srv->cfg->index
+                       ? rq->srv->cfg->index : "Flat";
     json_t *o = json_pack(
         "{s:I, s:i, s:s, s:s, s:s, s:s, s:o, s:b, s:I, s:o, "
-        "s:{s:s, s:b}, s:{s:s}}",
+        "s:{s:s, s:b, s:s, s:s}, s:{s:s}}",
         "rows", (json_int_t)in.rows, "dims", (int)in.dims, "dtype", "f32",
         "source", in.source, "source_format", in.source_format, "checksum",
         checksum, "created", iso_time((double)in.created),
@@ -65,11 +74,15 @@ api_model(struct api_req *rq, struct api_reply *rp)
         "version", (json_int_t)semd_snapshot_version(rq->snap), "loaded_at",
         iso_time(semd_snapshot_loaded_at(rq->snap)), "index", "factory",
         semd_index_factory(ix), "exact", semd_index_is_exact(ix) != 0,
+        "requested", want, "state", index_state_name(state),
         "training", "state", "off");
     if (!o) {
         reply_error(rp, ERR_INTERNAL, NULL, "cannot build the model reply");
         return;
     }
+    /* a replica says what it follows and which snapshot it took last */
+    if (rq->srv->follow)
+        json_object_set_new(o, "follow", follow_json(rq->srv->follow));
     reply_ok(rp, 200, o);
 }
 

@@ -10,13 +10,20 @@
  * in-flight requests finish, stop the scoring threads and return 0.
  *
  * Start order: HTTP first (health answers, ready says 503), then the
- * model and index, then ready. Stop order: HTTP (drains), batcher, the
- * current snapshot.
+ * model with its exact index, then ready. An approximate index (--index
+ * HNSW32...) can take seconds to read and minutes to build, so a loader
+ * thread opens it in the background while the exact index answers
+ * (correct, only slower); when it is ready it is published as a new
+ * snapshot of the same file, so requests in flight finish on the exact
+ * one and none fails. At most one loader runs: a reload waits for it
+ * first. Publishing takes publish_lock so that versions only grow. Stop
+ * order: HTTP (drains), the loader, batcher, the current snapshot.
  */
 #include "serve.h"
 
 #include "commands.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,37 +47,146 @@ now(void)
     return (double)t.tv_sec + t.tv_nsec / 1e9;
 }
 
+/* The background loader of the approximate index; one at a time. */
+static struct {
+    pthread_mutex_t publish_lock; /* version + 1 and publish, atomically */
+    pthread_t thread;
+    int running;                  /* started and not yet joined */
+} loader = {.publish_lock = PTHREAD_MUTEX_INITIALIZER};
+
+const char *
+index_state_name(int state)
+{
+    switch (state) {
+    case INDEX_LOADING:
+        return "loading";
+    case INDEX_FAILED:
+        return "failed";
+    default:
+        return "ready";
+    }
+}
+
 static int
-load(struct server *srv, uint64_t version, struct semd_err *err)
+is_exact(const char *factory)
+{
+    return !factory || !*factory || strcmp(factory, "Flat") == 0;
+}
+
+/* Bundles m and ix and publishes them as the next version. On failure m
+ * and ix are closed. */
+static int
+publish(struct server *srv, struct semd_model *m, struct semd_index *ix,
+        uint64_t *version, struct semd_err *err)
+{
+    struct semd_snapshot *s = NULL;
+    pthread_mutex_lock(&loader.publish_lock);
+    uint64_t v = semd_holder_version(srv->holder) + 1;
+    int rc = semd_snapshot_new(&s, m, ix, v, err);
+    if (rc) {
+        pthread_mutex_unlock(&loader.publish_lock);
+        semd_index_close(ix);
+        semd_model_close(m);
+        return rc;
+    }
+    /* publish releases s itself when it refuses it */
+    rc = semd_holder_publish(srv->holder, s, err);
+    pthread_mutex_unlock(&loader.publish_lock);
+    *version = v;
+    return rc;
+}
+
+static void
+log_loaded(const struct semd_model *m, const struct semd_index *ix,
+           const char *model, uint64_t version, double t0)
+{
+    char q[400] = "";
+    log_quote(q, sizeof q, model);
+    log_info("msg=\"model loaded\" model=%s rows=%llu dims=%u index=%s "
+             "version=%llu ms=%.1f", q, (unsigned long long)semd_model_rows(m),
+             (unsigned)semd_model_dims(m), semd_index_factory(ix),
+             (unsigned long long)version, (now() - t0) * 1000.0);
+}
+
+/* The loader thread: maps the file again (the exact snapshot owns its own
+ * mapping; the pages are shared) and reads or builds the index. */
+static void *
+load_approx(void *arg)
+{
+    struct server *srv = arg;
+    const struct config *cfg = srv->cfg;
+    double t0 = now();
+    struct semd_err err = {0};
+    struct semd_model *m = NULL;
+    struct semd_index *ix = NULL;
+    uint64_t v = 0;
+    struct semd_index_opts io = {0};
+    io.factory = cfg->index;
+    io.progress = 1;
+    int rc = semd_model_open(&m, cfg->model, &err);
+    if (rc == 0 && (rc = semd_index_open(&ix, m, &io, &err)) != 0)
+        semd_model_close(m);
+    if (rc == 0)
+        rc = publish(srv, m, ix, &v, &err);
+    if (rc) {
+        char q[600] = "";
+        log_quote(q, sizeof q, err.msg);
+        atomic_store(&srv->index_state, INDEX_FAILED);
+        log_error("msg=\"index failed; the exact index keeps answering\" "
+                  "index=%s error=%s", cfg->index, q);
+        return NULL;
+    }
+    atomic_store(&srv->index_state, INDEX_READY);
+    log_loaded(m, ix, cfg->model, v, t0);
+    return NULL;
+}
+
+static void
+loader_join(void)
+{
+    if (!loader.running)
+        return;
+    pthread_join(loader.thread, NULL);
+    loader.running = 0;
+}
+
+/* Maps the model and publishes it with its exact index; starts the
+ * loader when an approximate index is asked for. */
+static int
+load(struct server *srv, struct semd_err *err)
 {
     const struct config *cfg = srv->cfg;
     double t0 = now();
     struct semd_model *m = NULL;
     struct semd_index *ix = NULL;
-    struct semd_snapshot *s = NULL;
+    uint64_t v = 0;
+    int approx = !is_exact(cfg->index);
+    if (loader.running) {
+        log_info("msg=\"waiting for the index being loaded\"");
+        loader_join();
+    }
     int rc = semd_model_open(&m, cfg->model, err);
     if (rc)
         return rc;
-    struct semd_index_opts io = {0};
-    io.factory = cfg->index;
-    io.progress = 1;
+    struct semd_index_opts io = {0}; /* exact */
     if ((rc = semd_index_open(&ix, m, &io, err)) != 0) {
         semd_model_close(m);
         return rc;
     }
-    if ((rc = semd_snapshot_new(&s, m, ix, version, err)) != 0) {
-        semd_index_close(ix);
-        semd_model_close(m);
+    atomic_store(&srv->index_state, approx ? INDEX_LOADING : INDEX_NONE);
+    if ((rc = publish(srv, m, ix, &v, err)) != 0)
         return rc;
+    log_loaded(m, ix, cfg->model, v, t0);
+    if (!approx)
+        return SEMD_OK;
+    log_info("msg=\"loading index in the background\" index=%s", cfg->index);
+    if (pthread_create(&loader.thread, NULL, load_approx, srv) != 0) {
+        atomic_store(&srv->index_state, INDEX_FAILED);
+        log_error("msg=\"cannot start the index loader\" index=%s",
+                  cfg->index);
+        return SEMD_OK;
     }
-    if ((rc = semd_holder_publish(srv->holder, s, err)) != 0)
-        return rc;
-    char q[400] = "";
-    log_quote(q, sizeof q, cfg->model);
-    log_info("msg=\"model loaded\" model=%s rows=%llu dims=%u index=%s "
-             "version=%llu ms=%.1f", q, (unsigned long long)semd_model_rows(m),
-             (unsigned)semd_model_dims(m), semd_index_factory(ix),
-             (unsigned long long)version, (now() - t0) * 1000.0);
+    loader.running = 1;
     return SEMD_OK;
 }
 
@@ -112,6 +228,15 @@ cmd_serve(int argc, char **argv)
     metrics_init();
     struct http *h = NULL;
     int port = 0, status = 1;
+    /* the trainer exists before request threads do; it serves the
+     * snapshot DATA_DIR/CURRENT names, else the model argument */
+    const char *first_model = NULL;
+    uint64_t first_version = 0;
+    if (cfg.train && online_new(&srv.online, &cfg, &first_model,
+                                &first_version, &err) != 0) {
+        fprintf(stderr, "semd serve: %s\n", err.msg);
+        goto out;
+    }
     if (semd_holder_new(&srv.holder, &err) != 0 ||
         batcher_start(&srv.batcher, cfg.threads, cfg.max_batch, &err) != 0 ||
         http_start(&h, &srv, &port, &err) != 0) {
@@ -127,7 +252,11 @@ cmd_serve(int argc, char **argv)
              cfg.threads, cfg.max_connections, cfg.timeout,
              cfg.read_token ? "set" : "none",
              cfg.write_token ? "set" : "none");
-    if (load(&srv, 1, &err) != 0) {
+    /* a follower publishes what DIR/CURRENT names, from its own thread;
+     * /v1/ready answers 503 until the first snapshot is in */
+    if (cfg.follow   ? follow_start(&srv.follow, &srv, &err) != 0
+        : srv.online ? online_start(srv.online, srv.holder, &err) != 0
+                     : load(&srv, &err) != 0) {
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;
     }
@@ -135,16 +264,26 @@ cmd_serve(int argc, char **argv)
         int sig;
         if (sigwait(&sigs, &sig) != 0)
             continue;
+        if (sig == SIGHUP && srv.follow) {
+            log_info("msg=\"reading CURRENT again\"");
+            follow_check(srv.follow);
+            continue;
+        }
+        if (sig == SIGHUP && srv.online) {
+            log_info("msg=\"reload ignored: the trainer publishes the "
+                     "versions\"");
+            continue;
+        }
         if (sig == SIGHUP) {
-            uint64_t next = semd_holder_version(srv.holder) + 1;
             struct semd_err e = {0};
-            log_info("msg=reloading version=%llu", (unsigned long long)next);
-            if (load(&srv, next, &e) != 0) {
+            log_info("msg=reloading");
+            if (load(&srv, &e) != 0) {
                 char q[600] = "";
                 log_quote(q, sizeof q, e.msg);
                 log_error("msg=\"reload failed; still serving version "
                           "%llu\" error=%s",
-                          (unsigned long long)(next - 1), q);
+                          (unsigned long long)semd_holder_version(srv.holder),
+                          q);
             }
             continue;
         }
@@ -154,8 +293,15 @@ cmd_serve(int argc, char **argv)
     }
     status = 0;
 out:
+    /* no publish after this: the holder is freed below */
+    follow_stop(srv.follow);
     atomic_store(&srv.draining, 1);
     http_stop(h, DRAIN_MS);
+    /* after the last request: persists what was trained */
+    online_free(srv.online);
+    if (loader.running)
+        log_info("msg=\"waiting for the index being loaded\"");
+    loader_join();
     batcher_stop(srv.batcher);
     semd_holder_free(srv.holder);
     config_release(&cfg);

@@ -114,6 +114,22 @@ put(struct buf *b, const char *fmt, ...)
     }
 }
 
+/* A label value: backslash, quote and newline escaped, cut to fit. */
+static void
+label_value(char *out, size_t n, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 3 < n; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n') {
+            out[o++] = '\\';
+            out[o++] = *s == '\n' ? 'n' : *s;
+        } else {
+            out[o++] = *s;
+        }
+    }
+    out[o] = 0;
+}
+
 static void
 labels(char *out, size_t n, size_t s)
 {
@@ -202,6 +218,15 @@ metrics_render(struct server *srv, size_t *len)
                 "# TYPE semd_snapshot_loaded_time_seconds gauge\n"
                 "semd_snapshot_loaded_time_seconds %.3f\n",
             semd_snapshot_loaded_at(snap));
+        int st = atomic_load(&srv->index_state);
+        char ixl[256];
+        label_value(ixl, sizeof ixl, srv->cfg && srv->cfg->index
+                                     ? srv->cfg->index : "Flat");
+        put(&b, "# HELP semd_index_ready Whether the index asked for "
+                "answers (0 while it loads and the exact index answers).\n"
+                "# TYPE semd_index_ready gauge\n"
+                "semd_index_ready{index=\"%s\",state=\"%s\"} %d\n",
+            ixl, index_state_name(st), st == INDEX_NONE || st == INDEX_READY);
         semd_snapshot_release(snap);
     }
     if (b.failed) {

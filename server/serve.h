@@ -33,6 +33,21 @@ struct config {
     char *read_token_file;
     char *write_token;    /* loaded from the files; never logged */
     char *read_token;
+    /* online training (server/trainer.c); off unless train is set */
+    int train;
+    char *data_dir;
+    double publish_interval;  /* seconds */
+    uint64_t publish_words;
+    double persist_interval;  /* seconds */
+    uint64_t min_count;
+    uint32_t train_threads;
+    uint32_t window;
+    uint32_t negative;
+    double sample;
+    double alpha;
+    uint64_t max_backlog_records;
+    uint64_t max_backlog_bytes;
+    char *follow;         /* --follow DIR: a read-only replica, no model */
 };
 
 /* Parses flags and SEMD_* variables (flags win) into c. Returns 0 to
@@ -63,6 +78,8 @@ typedef void (*api_fn)(struct api_req *rq, struct api_reply *rp);
 #define ROUTE_PARAM 0x8u   /* the path ends in one {param} segment */
 #define ROUTE_NOSNAP 0x10u /* answers without a snapshot */
 #define ROUTE_RAW 0x20u    /* reply is text, not the JSON envelope */
+#define ROUTE_TEXT 0x40u   /* with ROUTE_BODY: text/plain is taken too,
+                              unparsed (rq->json NULL, rq->body set) */
 
 #define ROUTE_LIMIT_DEFAULT ((size_t)-1) /* body limit: --max-body */
 
@@ -169,6 +186,19 @@ void batcher_stop(struct batcher *b);
 
 /* --------------------------------------------------------- the server */
 
+/* The approximate index asked for with --index, while the exact index
+ * answers: none (exact asked for), loading, ready (swapped in), failed. */
+enum index_state {
+    INDEX_NONE,
+    INDEX_LOADING,
+    INDEX_READY,
+    INDEX_FAILED
+};
+
+/* "loading", "ready", "failed", or "ready" for INDEX_NONE (the exact
+ * index is the one asked for). */
+const char *index_state_name(int state);
+
 struct server {
     struct config *cfg;
     struct semd_holder *holder;
@@ -177,6 +207,9 @@ struct server {
     atomic_int draining;     /* stopping: replies close connections */
     int omp_threads;         /* OpenMP threads per request thread; 0:
                                 library default */
+    atomic_int index_state;  /* enum index_state, set by cmd_serve.c */
+    struct online *online;   /* --train: the trainer, else NULL */
+    struct follow *follow;   /* --follow: the follower thread, else NULL */
 };
 
 #define API_MAX_ARGS 32
@@ -203,6 +236,8 @@ struct api_req {
                                 request by scratch_free (NULL: free) */
     void (*scratch_free)(void *scratch);
     const char *if_none_match; /* the request's header, or NULL */
+    const char *body;        /* ROUTE_TEXT: the raw body (NUL after it) */
+    size_t body_len;
 };
 
 /* The query argument named key, or NULL. */
@@ -233,6 +268,47 @@ void api_reload(struct api_req *rq, struct api_reply *rp);
 
 void api_project(struct api_req *rq, struct api_reply *rp);
 
+/* ---------------------------------------------------------- trainer.c */
+
+/* The online trainer of `semd serve --train`: a journal of posted text,
+ * one thread that trains a private copy and publishes snapshots, and the
+ * persisted snapshots in --data-dir (see the comment atop trainer.c). */
+struct online;
+
+/* Before the first load: reads DATA_DIR/CURRENT. *model gets the model
+ * file to serve first (the persisted snapshot, else cfg->model; borrowed
+ * from o) and *version its version. */
+int online_new(struct online **out, const struct config *cfg,
+               const char **model, uint64_t *version, struct semd_err *err);
+/* After the first snapshot is published: opens the journal, starts the
+ * trainer from the current snapshot and replays the journal after the
+ * persisted position. */
+int online_start(struct online *o, struct semd_holder *holder,
+                 struct semd_err *err);
+/* Stops the thread, persists what was trained, frees o. Accepts NULL. */
+void online_free(struct online *o);
+
+/* Appends text to the journal (durable on return): 0 and *seq; 1 when
+ * the backlog is over its bound (*retry_after seconds); or a negative
+ * code. */
+int online_post(struct online *o, const char *text, size_t len,
+                uint64_t *seq, uint64_t *queued_records,
+                unsigned *retry_after, struct semd_err *err);
+/* The figures of GET /v1/train, a new object; o may be NULL (off). */
+json_t *online_status(struct online *o);
+/* The training figures in Prometheus text, malloc'd; NULL when off. */
+char *online_metrics(struct online *o);
+/* A new reference to the retained snapshot of version v, or NULL. */
+struct semd_snapshot *online_version(struct online *o, uint64_t v);
+/* Oldest retained version (0 when none). */
+uint64_t online_oldest_version(struct online *o);
+
+/* ---------------------------------------------------------- api_train.c */
+
+void api_train_post(struct api_req *rq, struct api_reply *rp);
+void api_train_get(struct api_req *rq, struct api_reply *rp);
+void api_drift(struct api_req *rq, struct api_reply *rp);
+
 /* ------------------------------------------------------------ web.c */
 
 /* GET /, /app.css, /app.js: the embedded page (server/web/). */
@@ -246,6 +322,20 @@ int http_start(struct http **out, struct server *srv, int *port,
                struct semd_err *err);
 /* Stops accepting, waits up to grace_ms for in-flight requests, stops. */
 void http_stop(struct http *h, unsigned grace_ms);
+
+/* -------------------------------------------------------------- follow.c */
+
+struct follow;
+/* Starts the thread that publishes each snapshot srv->cfg->follow/CURRENT
+ * names (see follow.c). */
+int follow_start(struct follow **out, struct server *srv,
+                 struct semd_err *err);
+/* Reads CURRENT again now, retrying a snapshot that failed (SIGHUP). */
+void follow_check(struct follow *f);
+/* Joins the thread and frees f; accepts NULL. */
+void follow_stop(struct follow *f);
+/* {dir, version, journal_seq, file, last_error}: a new reference. */
+json_t *follow_json(struct follow *f);
 
 /* ------------------------------------------------------------ cmd_serve.c */
 

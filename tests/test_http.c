@@ -41,6 +41,7 @@ struct daemon {
 };
 
 static struct daemon main_d; /* write token set, reads open */
+static const char *model_path; /* start() serves this, NULL: the fixture */
 static FILE *contract;       /* JSONL of every response */
 
 /* ---------------------------------------------------------------- client */
@@ -304,7 +305,7 @@ start(struct daemon *d, const char *name, const char *const *flags)
     int n = 0;
     argv[n++] = t_semd();
     argv[n++] = "serve";
-    argv[n++] = t_fixture();
+    argv[n++] = model_path ? model_path : t_fixture();
     argv[n++] = "--listen";
     argv[n++] = "127.0.0.1:0";
     for (int i = 0; flags && flags[i]; i++)
@@ -792,6 +793,62 @@ test_reload_under_load(void **state)
     assert_true(version() >= v0 + 2);
 }
 
+/* --index HNSW32: ready at once with the exact index answering, then the
+ * built index swapped in as the next version while queries keep working */
+static void
+test_index_in_background(void **state)
+{
+    (void)state;
+    struct daemon b = {0};
+    const char *flags[] = {"--threads", "2", "--index", "HNSW32", NULL};
+    model_path = t_random_model("bg.semd", 8000, 32, 77);
+    int rc = start(&b, "bg.log", flags);
+    model_path = NULL;
+    assert_int_equal(rc, 0);
+    int saw_loading = 0, ready = 0, answered = 0;
+    json_int_t v0 = 0;
+    for (double t0 = now_s(); !ready && now_s() - t0 < 60;) {
+        struct resp r;
+        assert_int_equal(request(b.port, "GET", "/v1/model", NULL, NULL,
+                                 NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        const char *st = str_at(r.json, "result.index.state");
+        const char *f = str_at(r.json, "result.index.factory");
+        json_int_t v = json_integer_value(at(r.json, "result.version"));
+        assert_string_equal(str_at(r.json, "result.index.requested"),
+                            "HNSW32");
+        if (!strcmp(st, "loading")) {
+            /* the exact index answers meanwhile */
+            assert_string_equal(f, "Flat");
+            saw_loading = 1;
+            v0 = v;
+        } else {
+            assert_string_equal(st, "ready");
+            assert_string_equal(f, "HNSW32");
+            assert_true(v > v0);
+            ready = 1;
+        }
+        resp_free(&r);
+        assert_int_equal(request(b.port, "GET", "/v1/neighbors?word=w17&k=5",
+                                 NULL, NULL, NULL, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(json_array_size(at(r.json, "result.neighbors")), 5);
+        answered++;
+        resp_free(&r);
+    }
+    assert_true(saw_loading);
+    assert_true(ready);
+    struct resp r;
+    assert_int_equal(request(b.port, "GET", "/metrics", NULL, NULL, NULL, &r),
+                     0);
+    assert_non_null(strstr(r.body, "semd_index_ready{index=\"HNSW32\","
+                                   "state=\"ready\"} 1"));
+    resp_free(&r);
+    print_message("answered %d queries while the index was built\n",
+                  answered);
+    assert_int_equal(stop(&b, SIGTERM), 0);
+}
+
 static void
 test_concurrent_batches(void **state)
 {
@@ -961,6 +1018,7 @@ main(void)
         cmocka_unit_test(test_stalled_body),
         cmocka_unit_test(test_concurrent_batches),
         cmocka_unit_test(test_reload_under_load),
+        cmocka_unit_test(test_index_in_background),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_read_token),
         cmocka_unit_test(test_token_file_world_readable),
