@@ -63,6 +63,7 @@ SERVER_SRC := \
 	server/fmt_safetensors.c \
 	server/cmd_export.c \
 	server/cmd_serve.c \
+	server/follow.c \
 	server/config.c \
 	server/log.c \
 	server/http.c \
@@ -85,6 +86,7 @@ TESTS := \
 	test_index \
 	test_snapshot \
 	test_http \
+	test_follow \
 	test_query \
 	test_eval \
 	test_project

@@ -48,6 +48,9 @@ static const struct opt opts[] = {
      "file holding the bearer token for writes; none: writes refused", 0, 0},
     {"read-token-file", OPT_STR, "", "PATH",
      "file holding the bearer token for reads; none: reads open", 0, 0},
+    {"follow", OPT_STR, "", "DIR",
+     "serve, read-only, the snapshots a trainer persists to DIR (no MODEL)",
+     0, 0},
 };
 
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -55,7 +58,8 @@ static const struct opt opts[] = {
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: semd serve MODEL [FLAGS]\n\n"
+    fprintf(f, "usage: semd serve MODEL [FLAGS]\n"
+               "       semd serve --follow DIR [FLAGS]\n\n"
                "Serves MODEL's neighbours, similarities and analogies as JSON "
                "over HTTP (see openapi.yaml).\n"
                "Every flag may also be set as an environment variable; the "
@@ -138,7 +142,8 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
     case OPT_STR: {
         char **dst = !strcmp(o->name, "index") ? &c->index
                      : !strcmp(o->name, "token-file") ? &c->token_file
-                                                      : &c->read_token_file;
+                     : !strcmp(o->name, "follow") ? &c->follow
+                                                  : &c->read_token_file;
         free(*dst);
         *dst = *val ? strdup(val) : NULL;
         if (*val && !*dst)
@@ -231,7 +236,16 @@ config_parse(struct config *c, int argc, char **argv)
         if (set(c, o, val, from) != 0)
             return 2;
     }
-    if (!c->model) {
+    if (c->follow && have_model) {
+        fprintf(stderr, "semd serve: give a MODEL or --follow DIR, not "
+                        "both ('%s' and '%s')\n", c->model, c->follow);
+        return 2;
+    }
+    /* a follower's model is whatever DIR/CURRENT names; an image's
+     * SEMD_MODEL default does not apply */
+    if (c->follow)
+        c->model = NULL;
+    if (!c->model && !c->follow) {
         fprintf(stderr, "semd serve: no model given\n");
         usage(stderr);
         return 2;
@@ -308,6 +322,7 @@ config_release(struct config *c)
     free(c->index);
     free(c->token_file);
     free(c->read_token_file);
+    free(c->follow);
     if (c->write_token) {
         memset(c->write_token, 0, strlen(c->write_token));
         free(c->write_token);

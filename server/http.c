@@ -148,6 +148,13 @@ check_auth(struct rctx *x, const struct route *r)
     size_t len = 0;
     int have = bearer(x->conn, &tok, &len);
     if (r->flags & ROUTE_WRITE) {
+        if (cfg->follow) {
+            reply_error(&x->rp, ERR_FORBIDDEN, NULL,
+                        "this server is a read-only replica following "
+                        "'%s': send writes to the training server",
+                        cfg->follow);
+            return -1;
+        }
         if (!cfg->write_token) {
             reply_error(&x->rp, ERR_FORBIDDEN, NULL,
                         "writes are disabled: the server was started "
