@@ -96,8 +96,9 @@ SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/web_assets.o
 TEST_BINS  := $(TESTS:%=$(BUILD)/tests/%)
 CONTRACT_DEPS := tests/contract/node_modules/.package-lock.json
 # Tests that are scripts, counted by tests/run.sh like the C programs: the
-# web page in headless Chromium (tests/browser/).
-SCRIPT_TESTS := tests/browser/page_test.mjs
+# web page in headless Chromium (tests/browser/); the deployment files
+# (tests/deploy/).
+SCRIPT_TESTS := tests/browser/page_test.mjs tests/deploy/deploy_test.mjs
 BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
 
 .PHONY: all test check run bench model fixture setup clean distclean \
