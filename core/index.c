@@ -941,26 +941,25 @@ simd_available(void)
 #endif
 }
 
+/* Quantises the unit query and sizes the bound heap: sc is ready to scan.
+ * q gets dpad bytes (the caller frees it, and sc->lb.v). */
 static int
-exact_q8(const struct semd_index *ix, const float *unit,
-         const struct semd_search *s, const struct excl *ex,
-         struct semd_hit *hits, uint32_t *n_hits, struct semd_err *err)
+q8_prepare(struct q8scan *sc, const struct semd_index *ix, const float *unit,
+           const struct semd_search *s, const struct excl *ex,
+           struct semd_err *err)
 {
     const uint32_t dims = ix->dims;
-    uint64_t n = scan_rows(ix, s);
-    struct q8scan sc = {0};
-    sc.ix = ix;
-    sc.dpad = (dims + 31) / 32 * 32;
-    sc.eps = slack(dims);
-    sc.floor0 = s->use_min_similarity ? s->min_similarity : -INFINITY;
-    sc.lb.k = (size_t)s->k + ex->n;
-    int8_t *q = calloc(sc.dpad, 1);
-    sc.lb.v = malloc(sc.lb.k * sizeof *sc.lb.v);
-    int rc = 0;
-    if (!q || !sc.lb.v) {
-        rc = semd_err_set(err, SEMD_ENOMEM, "no memory to search");
-        goto out;
-    }
+    memset(sc, 0, sizeof *sc);
+    sc->ix = ix;
+    sc->dpad = (dims + 31) / 32 * 32;
+    sc->eps = slack(dims);
+    sc->floor0 = s->use_min_similarity ? s->min_similarity : -INFINITY;
+    sc->lb.k = (size_t)s->k + ex->n;
+    int8_t *q = calloc(sc->dpad, 1);
+    sc->q = q;
+    sc->lb.v = malloc(sc->lb.k * sizeof *sc->lb.v);
+    if (!q || !sc->lb.v)
+        return semd_err_set(err, SEMD_ENOMEM, "no memory to search");
     float mx = 0, l1 = 0;
     for (uint32_t i = 0; i < dims; i++) {
         float a = fabsf(unit[i]);
@@ -972,35 +971,59 @@ exact_q8(const struct semd_index *ix, const float *unit,
         long v = lrintf(unit[i] * inv);
         q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
     }
-    sc.q = q;
-    sc.st = t;
-    sc.hx = 0.5f * l1 * (1.0f + 1e-6f);
-    sc.ht = 0.5f * t;
+    sc->st = t;
+    sc->hx = 0.5f * l1 * (1.0f + 1e-6f);
+    sc->ht = 0.5f * t;
+    return 0;
+}
 
-    /* The AVX2 kernel reads dpad bytes from each row's start: stop it
-     * where that would pass the end of the codes. */
+/* Rows the AVX2 kernel may scan from 0: it reads dpad bytes from each
+ * row's start, so it stops where that would pass the end of the codes. */
+static uint64_t
+q8_simd_rows(const struct semd_index *ix, uint64_t n, uint32_t dpad)
+{
     uint64_t nsimd = 0;
     if (ix->simd && n >= 8) {
-        uint64_t total = ix->rows * dims;
+        uint64_t total = ix->rows * ix->dims;
         nsimd = n / 8 * 8;
-        while (nsimd > 0 && (nsimd - 1) * dims + sc.dpad > total)
+        while (nsimd > 0 && (nsimd - 1) * ix->dims + dpad > total)
             nsimd -= 8;
     }
-#if HAVE_AVX2_KERNEL
-    if (nsimd)
-        q8_scan_avx2(&sc, 0, nsimd);
-#endif
-    q8_scan_scalar(&sc, nsimd, n);
-    if (sc.oom) {
-        rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %zu candidates",
-                          sc.nc);
-        goto out;
-    }
+    return nsimd;
+}
 
-    float floor = cand_floor(&sc);
+/* Scores rows [r0, r1) of the codes for one query; r0 is a multiple of
+ * 8 and the AVX2 kernel takes whole groups of 8 below nsimd. */
+static void
+q8_scan(struct q8scan *sc, uint64_t r0, uint64_t r1, uint64_t nsimd)
+{
+#if HAVE_AVX2_KERNEL
+    uint64_t e = (r1 < nsimd ? r1 : nsimd) / 8 * 8;
+    if (r0 < e) {
+        q8_scan_avx2(sc, r0, e);
+        r0 = e;
+    }
+#else
+    (void)nsimd;
+#endif
+    q8_scan_scalar(sc, r0, r1);
+}
+
+/* Rescores the candidates of a finished scan from the raw rows. */
+static int
+q8_finish(struct q8scan *sc, const float *unit, const struct semd_search *s,
+          const struct excl *ex, struct semd_hit *hits, uint32_t *n_hits,
+          struct semd_err *err)
+{
+    const struct semd_index *ix = sc->ix;
+    const uint32_t dims = ix->dims;
+    if (sc->oom)
+        return semd_err_set(err, SEMD_ENOMEM, "no memory for %zu candidates",
+                            sc->nc);
+    float floor = cand_floor(sc);
     struct topk tk = {hits, 0, s->k};
-    for (size_t i = 0; i < sc.nc; i++) {
-        const struct cand *c = &sc.c[i];
+    for (size_t i = 0; i < sc->nc; i++) {
+        const struct cand *c = &sc->c[i];
         if (c->ub < floor || c->ub < topk_floor(&tk))
             continue;
         if (ex->n && excl_has(ex, c->row))
@@ -1012,10 +1035,104 @@ exact_q8(const struct semd_index *ix, const float *unit,
         topk_push(&tk, c->row, v);
     }
     *n_hits = topk_finish(&tk, hits);
+    return 0;
+}
+
+static void
+q8_free(struct q8scan *sc)
+{
+    free((void *)sc->q);
+    free(sc->lb.v);
+    free(sc->c);
+}
+
+static int
+exact_q8(const struct semd_index *ix, const float *unit,
+         const struct semd_search *s, const struct excl *ex,
+         struct semd_hit *hits, uint32_t *n_hits, struct semd_err *err)
+{
+    uint64_t n = scan_rows(ix, s);
+    struct q8scan sc;
+    int rc = q8_prepare(&sc, ix, unit, s, ex, err);
+    if (rc == 0) {
+        q8_scan(&sc, 0, n, q8_simd_rows(ix, n, sc.dpad));
+        rc = q8_finish(&sc, unit, s, ex, hits, n_hits, err);
+    }
+    q8_free(&sc);
+    return rc;
+}
+
+/*
+ * A few queries at once (2 .. BATCH_MIN - 1, what micro-batching gathers
+ * at low concurrency): the scan is bound by reading the codes from memory,
+ * so the rows go block by block, small enough to stay in the L2 cache,
+ * and each block is scored for every query before the next is read. The
+ * codes cross the memory bus once for all queries; each query keeps its
+ * own bounds and candidates, so every answer is exactly exact_q8's.
+ * Measured on a 400k x 100 model the AVX2 kernel is near its arithmetic
+ * limit (about 2 ms a query on one core), so this saves memory traffic
+ * (both cores scanning at once) more than time per query.
+ */
+enum { Q8_BLOCK = 1024 };
+
+static int
+exact_q8_multi(const struct semd_index *ix, const float *queries, size_t nq,
+               const struct semd_search *s, struct semd_hit *hits,
+               uint32_t *n_hits, uint32_t kmax, struct semd_err *err)
+{
+    const uint32_t dims = ix->dims;
+    struct q8scan *sc = calloc(nq, sizeof *sc);
+    struct excl *ex = calloc(nq, sizeof *ex);
+    float *unit = malloc(nq * dims * sizeof *unit);
+    uint64_t *lim = calloc(nq, sizeof *lim);
+    size_t ready = 0;
+    int rc = 0;
+    if (!sc || !ex || !unit || !lim) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %zu queries", nq);
+        goto out;
+    }
+    uint64_t all = 0;
+    for (; ready < nq; ready++) {
+        size_t q = ready;
+        struct semd_err qe = {0};
+        rc = unit_query(ix, queries + q * dims, unit + q * dims, &qe);
+        if (rc) {
+            semd_err_set(err, rc, "query %zu: %s", q, qe.msg);
+            goto out;
+        }
+        if (excl_init(&ex[q], &s[q])) {
+            rc = semd_err_set(err, SEMD_ENOMEM, "no memory for exclusions");
+            goto out;
+        }
+        if ((rc = q8_prepare(&sc[q], ix, unit + q * dims, &s[q], &ex[q],
+                             err)) != 0) {
+            ready++; /* its scan state is freed below */
+            goto out;
+        }
+        lim[q] = scan_rows(ix, &s[q]);
+        all = lim[q] > all ? lim[q] : all;
+    }
+    uint64_t nsimd = q8_simd_rows(ix, all, sc[0].dpad);
+    for (uint64_t r0 = 0; r0 < all; r0 += Q8_BLOCK) {
+        uint64_t r1 = all - r0 < Q8_BLOCK ? all : r0 + Q8_BLOCK;
+        for (size_t q = 0; q < nq; q++) {
+            uint64_t e = r1 < lim[q] ? r1 : lim[q];
+            if (r0 < e)
+                q8_scan(&sc[q], r0, e, nsimd);
+        }
+    }
+    for (size_t q = 0; q < nq && rc == 0; q++)
+        rc = q8_finish(&sc[q], unit + q * dims, &s[q], &ex[q],
+                       hits + q * kmax, &n_hits[q], err);
 out:
-    free(q);
-    free(sc.lb.v);
-    free(sc.c);
+    for (size_t q = 0; q < ready; q++) {
+        q8_free(&sc[q]);
+        free(ex[q].rows);
+    }
+    free(sc);
+    free(ex);
+    free(unit);
+    free(lim);
     return rc;
 }
 
@@ -1204,6 +1321,11 @@ semd_index_search_batch(const struct semd_index *ix, const float *queries,
     }
     if (ix->exact && nq >= BATCH_MIN)
         return exact_batch(ix, queries, nq, s, hits, n_hits, kmax, err);
+    int q8all = ix->exact && ix->q8codes && nq >= 2;
+    for (size_t q = 0; q8all && q < nq; q++)
+        q8all = (uint64_t)s[q].k + s[q].n_exclude < scan_rows(ix, &s[q]);
+    if (q8all)
+        return exact_q8_multi(ix, queries, nq, s, hits, n_hits, kmax, err);
     for (size_t q = 0; q < nq; q++) {
         int rc = semd_index_search(ix, queries + q * ix->dims, &s[q],
                                    hits + q * kmax, &n_hits[q], err);

@@ -403,6 +403,117 @@ test_batch(void **state)
 }
 
 
+/* Small batches (2 .. 15 queries, one shared scan of the 8-bit rows) give
+ * exactly the single searches' answers, on random models of awkward sizes
+ * and on the fixture, with the scalar and AVX2 kernels. */
+static void
+check_small_batches(struct semd_index *ix, const float *q, size_t nq_all,
+                    struct semd_search *s)
+{
+    enum { KMAX = 30 };
+    uint32_t dims = semd_model_dims(semd_index_model(ix));
+    struct semd_hit *hits = malloc(15 * KMAX * sizeof *hits), one[KMAX];
+    uint32_t n[15];
+    for (size_t nq = 2; nq <= 15; nq++) {
+        for (size_t q0 = 0; q0 + nq <= nq_all; q0 += 17) {
+            struct semd_err err = {0};
+            assert_int_equal(semd_index_search_batch(ix, q + q0 * dims, nq,
+                                                     s + q0, hits, n, &err),
+                             0);
+            uint32_t kmax = 0;
+            for (size_t i = 0; i < nq; i++)
+                kmax = s[q0 + i].k > kmax ? s[q0 + i].k : kmax;
+            for (size_t i = 0; i < nq; i++) {
+                uint32_t n1 = 0;
+                assert_int_equal(semd_index_search(ix, q + (q0 + i) * dims,
+                                                   &s[q0 + i], one, &n1, NULL),
+                                 0);
+                check_hits(semd_index_model(ix), q + (q0 + i) * dims,
+                           &s[q0 + i], hits + i * kmax, n[i], 1e-5);
+                assert_int_equal(n[i], n1);
+                for (uint32_t j = 0; j < n1; j++) {
+                    assert_int_equal(hits[i * kmax + j].row, one[j].row);
+                    assert_true(hits[i * kmax + j].score == one[j].score);
+                }
+            }
+        }
+    }
+    free(hits);
+}
+
+static void
+test_small_batch(void **state)
+{
+    (void)state;
+    const uint32_t dims_list[] = {29, 100};
+    const uint64_t rows_list[] = {2503, 1029};
+    enum { NQ = 60 };
+    for (int t = 0; t < 2; t++) {
+        uint32_t dims = dims_list[t];
+        char name[32];
+        snprintf(name, sizeof name, "small%d.semd", t);
+        struct semd_model *m = open_model(t_random_model(name, rows_list[t],
+                                                         dims, 40 + t));
+        struct semd_index *ix = open_index(m, NULL);
+        float *q = malloc(NQ * dims * sizeof *q);
+        struct semd_search s[NQ];
+        uint64_t excl[NQ][2];
+        uint64_t seed = 91 + t;
+        memset(s, 0, sizeof s);
+        for (size_t i = 0; i < NQ; i++) {
+            random_query(q + i * dims, dims, &seed);
+            s[i].k = 1 + (uint32_t)(i * 7 % 30);
+            if (i % 3 == 1)
+                s[i].restrict_rows = 100 + 13 * i;
+            if (i % 4 == 2) {
+                excl[i][0] = i % 50;
+                excl[i][1] = 3 * i;
+                s[i].exclude = excl[i];
+                s[i].n_exclude = 2;
+            }
+            if (i % 5 == 3) {
+                s[i].use_min_similarity = 1;
+                s[i].min_similarity = 0.3f;
+            }
+        }
+        for (int simd = 1; simd >= 0; simd--) {
+            index_set_simd(ix, simd);
+            check_small_batches(ix, q, NQ, s);
+        }
+        /* a bad query in a small batch names itself */
+        memset(q + 3 * dims, 0, dims * sizeof *q);
+        struct semd_hit hits[8 * 30];
+        uint32_t n[8];
+        struct semd_err err = {0};
+        assert_int_equal(semd_index_search_batch(ix, q, 8, s, hits, n, &err),
+                         SEMD_EINVAL);
+        assert_non_null(strstr(err.msg, "query 3"));
+        free(q);
+        semd_index_close(ix);
+        semd_model_close(m);
+    }
+    /* the fixture: words' own rows as queries, themselves excluded */
+    struct semd_model *m = open_model(t_fixture());
+    struct semd_index *ix = open_index(m, NULL);
+    uint32_t dims = semd_model_dims(m);
+    enum { NF = 40 };
+    float *q = malloc(NF * dims * sizeof *q);
+    struct semd_search s[NF];
+    uint64_t qrow[NF];
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < NF; i++) {
+        qrow[i] = (uint64_t)(i * 487 + 11) % semd_model_rows(m);
+        memcpy(q + i * dims, semd_model_row(m, qrow[i]), dims * sizeof *q);
+        s[i].k = 10;
+        s[i].exclude = &qrow[i];
+        s[i].n_exclude = 1;
+    }
+    check_small_batches(ix, q, NF, s);
+    free(q);
+    semd_index_close(ix);
+    semd_model_close(m);
+}
+
 /* Recall@k of hits against the exact top k. */
 static double
 recall(const struct semd_hit *exact, uint32_t ne, const struct semd_hit *got,
@@ -793,6 +904,7 @@ main(void)
         cmocka_unit_test(test_exact_options),
         cmocka_unit_test(test_exact_adversarial),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_small_batch),
         cmocka_unit_test(test_hnsw),
         cmocka_unit_test(test_ivf),
         cmocka_unit_test(test_concurrent_params),
