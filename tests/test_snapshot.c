@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -95,6 +96,7 @@ test_mismatched_index(void **state)
 struct reader {
     struct semd_holder *h;
     atomic_int *stop;
+    atomic_int *started; /* readers that have read once */
     uint64_t reads;
     int went_back; /* saw a version lower than one seen before */
 };
@@ -121,7 +123,8 @@ read_loop(void *arg)
                               NULL) != 0 || n != 3)
             r->went_back = 1;
         semd_snapshot_release(s);
-        r->reads++;
+        if (r->reads++ == 0)
+            atomic_fetch_add(r->started, 1);
     }
     return NULL;
 }
@@ -134,13 +137,17 @@ test_readers_during_swaps(void **state)
     struct semd_holder *h;
     assert_int_equal(semd_holder_new(&h, &err), 0);
     assert_int_equal(semd_holder_publish(h, make(1), &err), 0);
-    atomic_int stop = 0;
+    atomic_int stop = 0, started = 0;
     struct reader r[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
-        r[i] = (struct reader){h, &stop, 0, 0};
+        r[i] = (struct reader){h, &stop, &started, 0, 0};
         pthread_create(&th[i], NULL, read_loop, &r[i]);
     }
+    /* On a busy machine the publishes could all finish before a reader
+     * runs: start swapping only once every reader is reading. */
+    while (atomic_load(&started) < 4)
+        sched_yield();
     for (uint64_t v = 2; v <= 40; v++)
         assert_int_equal(semd_holder_publish(h, make(v), &err), 0);
     atomic_store(&stop, 1);
