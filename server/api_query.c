@@ -177,6 +177,26 @@ search_args(const struct api_req *rq, struct semd_search *s,
     return 1;
 }
 
+/* Approximate indexes: efSearch (HNSW) and nprobe (IVF) bounded so that
+ * one request cannot ask for a scan of everything, and whether to rescore
+ * the candidates exactly. Exact indexes ignore them. */
+#define MAX_EF_SEARCH 4096u
+#define MAX_NPROBE 65536u
+
+static int
+approx_args(const struct api_req *rq, struct semd_search *s,
+            struct api_reply *rp)
+{
+    uint64_t ef, np;
+    if (!arg_uint(rq, "ef_search", 1, MAX_EF_SEARCH, 0, &ef, rp) ||
+        !arg_uint(rq, "nprobe", 1, MAX_NPROBE, 0, &np, rp) ||
+        !arg_bool(rq, "rerank", &s->rerank, rp))
+        return 0;
+    s->ef_search = (uint32_t)ef;
+    s->nprobe = (uint32_t)np;
+    return 1;
+}
+
 /* The same from a JSON object's optional members (already unpacked). */
 static int
 search_json(const struct api_req *rq, const char *where, json_int_t k,
@@ -443,7 +463,7 @@ api_neighbors_get(struct api_req *rq, struct api_reply *rp)
         return;
     }
     struct semd_search s;
-    if (!search_args(rq, &s, rp))
+    if (!search_args(rq, &s, rp) || !approx_args(rq, &s, rp))
         return;
     struct nb_scratch *x = calloc(1, sizeof *x + s.k * sizeof x->hits[0]);
     if (!x) {
@@ -500,19 +520,35 @@ batch_query(struct api_req *rq, json_t *qo, size_t i, struct bq *b,
 {
     const char *word = NULL, *expr = NULL;
     json_t *vector = NULL, *pos = NULL, *neg = NULL;
-    json_int_t k = DEFAULT_K, restrict_rows = 0;
+    json_int_t k = DEFAULT_K, restrict_rows = 0, ef = 0, np = 0;
     double min_sim = NAN; /* stays NaN when absent */
-    int keep = 0;
+    int keep = 0, rerank = 0;
     json_error_t je;
     char where[48];
     snprintf(where, sizeof where, "queries[%zu]: ", i);
     if (json_unpack_ex(qo, &je, JSON_STRICT,
-                       "{s?s, s?s, s?o, s?o, s?o, s?I, s?I, s?F, s?b}",
+                       "{s?s, s?s, s?o, s?o, s?o, s?I, s?I, s?F, s?b, s?I, "
+                       "s?I, s?b}",
                        "word", &word, "expr", &expr, "vector", &vector,
                        "positive", &pos, "negative", &neg, "k", &k,
                        "restrict", &restrict_rows, "min_similarity", &min_sim,
-                       "keep_inputs", &keep) != 0) {
+                       "keep_inputs", &keep, "ef_search", &ef, "nprobe", &np,
+                       "rerank", &rerank) != 0) {
         reply_error(rp, ERR_BAD_REQUEST, NULL, "%s%s", where, je.text);
+        return 0;
+    }
+    if (json_object_get(qo, "ef_search") &&
+        (ef < 1 || ef > (json_int_t)MAX_EF_SEARCH)) {
+        reply_error(rp, ERR_BAD_REQUEST, NULL,
+                    "%sef_search must be in 1..%u, got %lld", where,
+                    MAX_EF_SEARCH, (long long)ef);
+        return 0;
+    }
+    if (json_object_get(qo, "nprobe") &&
+        (np < 1 || np > (json_int_t)MAX_NPROBE)) {
+        reply_error(rp, ERR_BAD_REQUEST, NULL,
+                    "%snprobe must be in 1..%u, got %lld", where,
+                    MAX_NPROBE, (long long)np);
         return 0;
     }
     int kinds = !!word + !!expr + !!vector + !!(pos || neg);
@@ -525,6 +561,9 @@ batch_query(struct api_req *rq, json_t *qo, size_t i, struct bq *b,
     if (!search_json(rq, where, k, restrict_rows, min_sim, !isnan(min_sim),
                      &nq->search, rp))
         return 0;
+    nq->search.ef_search = (uint32_t)ef;
+    nq->search.nprobe = (uint32_t)np;
+    nq->search.rerank = rerank;
     const struct semd_model *m = semd_snapshot_model(rq->snap);
     size_t n = 0;
     char field[64];

@@ -838,7 +838,23 @@ test_index_in_background(void **state)
     }
     assert_true(saw_loading);
     assert_true(ready);
+    /* per-request search parameters reach the approximate index: with
+     * rerank the scores are exact cosines, best first */
     struct resp r;
+    assert_int_equal(request(b.port, "GET", "/v1/neighbors?word=w17&k=5&"
+                             "ef_search=400&rerank=1", NULL, NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_false(json_is_true(at(r.json, "result.exact")));
+    assert_int_equal(json_array_size(at(r.json, "result.neighbors")), 5);
+    double s0 = json_real_value(at(r.json, "result.neighbors[0].similarity"));
+    double s4 = json_real_value(at(r.json, "result.neighbors[4].similarity"));
+    assert_true(s0 >= s4 && s0 > 0);
+    resp_free(&r);
+    assert_int_equal(request(b.port, "GET", "/v1/neighbors?word=w17&"
+                             "ef_search=5000", NULL, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
     assert_int_equal(request(b.port, "GET", "/metrics", NULL, NULL, NULL, &r),
                      0);
     assert_non_null(strstr(r.body, "semd_index_ready{index=\"HNSW32\","
