@@ -64,6 +64,8 @@ SERVER_SRC := \
 	server/cmd_export.c \
 	server/cmd_serve.c \
 	server/follow.c \
+	server/trainer.c \
+	server/api_train.c \
 	server/config.c \
 	server/log.c \
 	server/http.c \
@@ -87,6 +89,7 @@ TESTS := \
 	test_snapshot \
 	test_http \
 	test_follow \
+	test_online \
 	test_query \
 	test_eval \
 	test_project

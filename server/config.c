@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum opt_kind { OPT_LISTEN, OPT_INT, OPT_SIZE, OPT_STR };
+enum opt_kind { OPT_LISTEN, OPT_INT, OPT_SIZE, OPT_STR, OPT_BOOL, OPT_NUM };
 
 struct opt {
     const char *name;
@@ -48,6 +48,33 @@ static const struct opt opts[] = {
      "file holding the bearer token for writes; none: writes refused", 0, 0},
     {"read-token-file", OPT_STR, "", "PATH",
      "file holding the bearer token for reads; none: reads open", 0, 0},
+    {"train", OPT_BOOL, "0", "",
+     "train online on text POSTed to /v1/train (needs --data-dir and "
+     "--token-file)", 0, 1},
+    {"data-dir", OPT_STR, "", "DIR",
+     "--train: the journal and persisted snapshots (see README)", 0, 0},
+    {"publish-interval", OPT_NUM, "10", "SECONDS",
+     "--train: publish a new version this often while training", 0, 86400},
+    {"publish-words", OPT_SIZE, "1000000", "N",
+     "--train: also publish after this many words trained", 1,
+     1ll << 50},
+    {"persist-interval", OPT_NUM, "60", "SECONDS",
+     "--train: write a snapshot to --data-dir this often (and at exit)", 0,
+     86400 * 7},
+    {"min-count", OPT_SIZE, "5", "N",
+     "--train: a new word joins once seen this often", 1, 1ll << 40},
+    {"train-threads", OPT_INT, "1", "N", "--train: trainer threads", 1, 256},
+    {"window", OPT_INT, "5", "N", "--train: max distance of a context word",
+     1, 100},
+    {"negative", OPT_INT, "5", "N", "--train: noise words per pair", 1, 100},
+    {"sample", OPT_NUM, "0.001", "P",
+     "--train: sub-sampling threshold of frequent words; 0: off", 0, 1},
+    {"alpha", OPT_NUM, "0.025", "RATE", "--train: starting learning rate", 0,
+     1},
+    {"max-backlog-records", OPT_SIZE, "10000", "N",
+     "--train: posts waiting to be trained before 429", 1, 1ll << 40},
+    {"max-backlog-bytes", OPT_SIZE, "256M", "BYTES",
+     "--train: text waiting to be trained before 429", 1, 1ll << 50},
     {"follow", OPT_STR, "", "DIR",
      "serve, read-only, the snapshots a trainer persists to DIR (no MODEL)",
      0, 0},
@@ -139,7 +166,40 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
         if (parse_size(val, o->min, o->max, &v) != 0)
             goto bad;
         break;
+    case OPT_BOOL:
+        if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes"))
+            c->train = 1;
+        else if (!strcmp(val, "0") || !strcmp(val, "false") ||
+                 !strcmp(val, "no") || !*val)
+            c->train = 0;
+        else
+            goto bad;
+        return 0;
+    case OPT_NUM: {
+        char *end;
+        errno = 0;
+        double d = strtod(val, &end);
+        if (errno || end == val || *end || !(d >= (double)o->min) ||
+            !(d <= (double)o->max))
+            goto bad;
+        if (!strcmp(o->name, "publish-interval"))
+            c->publish_interval = d;
+        else if (!strcmp(o->name, "persist-interval"))
+            c->persist_interval = d;
+        else if (!strcmp(o->name, "sample"))
+            c->sample = d;
+        else if (!strcmp(o->name, "alpha"))
+            c->alpha = d;
+        return 0;
+    }
     case OPT_STR: {
+        if (!strcmp(o->name, "data-dir")) {
+            free(c->data_dir);
+            c->data_dir = *val ? strdup(val) : NULL;
+            if (*val && !c->data_dir)
+                goto bad;
+            return 0;
+        }
         char **dst = !strcmp(o->name, "index") ? &c->index
                      : !strcmp(o->name, "token-file") ? &c->token_file
                      : !strcmp(o->name, "follow") ? &c->follow
@@ -163,6 +223,20 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
         c->max_connections = (unsigned)v;
     else if (!strcmp(o->name, "timeout"))
         c->timeout = (unsigned)v;
+    else if (!strcmp(o->name, "publish-words"))
+        c->publish_words = (uint64_t)v;
+    else if (!strcmp(o->name, "min-count"))
+        c->min_count = (uint64_t)v;
+    else if (!strcmp(o->name, "train-threads"))
+        c->train_threads = (uint32_t)v;
+    else if (!strcmp(o->name, "window"))
+        c->window = (uint32_t)v;
+    else if (!strcmp(o->name, "negative"))
+        c->negative = (uint32_t)v;
+    else if (!strcmp(o->name, "max-backlog-records"))
+        c->max_backlog_records = (uint64_t)v;
+    else if (!strcmp(o->name, "max-backlog-bytes"))
+        c->max_backlog_bytes = (uint64_t)v;
     return 0;
 bad:
     if (o->kind == OPT_INT || o->kind == OPT_SIZE)
@@ -223,6 +297,8 @@ config_parse(struct config *c, int argc, char **argv)
             return 2;
         }
         const char *val = eq ? eq + 1 : NULL;
+        if (!val && o->kind == OPT_BOOL)
+            val = "1";
         if (!val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "semd serve: --%s needs a value (%s)\n",
@@ -248,6 +324,11 @@ config_parse(struct config *c, int argc, char **argv)
     if (!c->model && !c->follow) {
         fprintf(stderr, "semd serve: no model given\n");
         usage(stderr);
+        return 2;
+    }
+    if (c->train && (!c->data_dir || !c->token_file)) {
+        fprintf(stderr, "semd serve: --train needs --data-dir DIR and "
+                        "--token-file FILE\n");
         return 2;
     }
     if (c->threads == 0) {
@@ -322,6 +403,7 @@ config_release(struct config *c)
     free(c->index);
     free(c->token_file);
     free(c->read_token_file);
+    free(c->data_dir);
     free(c->follow);
     if (c->write_token) {
         memset(c->write_token, 0, strlen(c->write_token));

@@ -61,6 +61,7 @@ struct rctx {
     char allow[32];
     size_t limit;
     int refused;  /* a reply was decided before the body ended: discard */
+    int text;     /* ROUTE_TEXT route sent text/plain: body not parsed */
     char *body;
     size_t len, cap;
     struct api_req rq;
@@ -192,6 +193,16 @@ json_content_type(struct MHD_Connection *c)
     return t[16] == 0 || t[16] == ';' || t[16] == ' ';
 }
 
+static int
+text_content_type(struct MHD_Connection *c)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!t || strncasecmp(t, "text/plain", 10))
+        return 0;
+    return t[10] == 0 || t[10] == ';' || t[10] == ' ';
+}
+
 static enum MHD_Result
 answer(struct rctx *x)
 {
@@ -278,7 +289,23 @@ run(struct rctx *x)
             return answer(x);
         }
     }
-    if (r->flags & ROUTE_BODY) {
+    if ((r->flags & ROUTE_TEXT) && x->text) {
+        /* a text body keeps its bytes; the buffer has room for a NUL */
+        if (!x->body)
+            x->body = calloc(1, 1);
+        else if (x->len == x->cap) {
+            char *b = realloc(x->body, x->cap + 1);
+            if (b)
+                x->body = b, x->cap++;
+        }
+        if (!x->body || x->len == x->cap) {
+            reply_error(&x->rp, ERR_INTERNAL, NULL, "out of memory");
+            return answer(x);
+        }
+        x->body[x->len] = 0;
+        x->rq.body = x->body;
+        x->rq.body_len = x->len;
+    } else if (r->flags & ROUTE_BODY) {
         json_error_t je;
         if (!x->len) {
             reply_error(&x->rp, ERR_INVALID_JSON, NULL,
@@ -376,13 +403,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
         const char *te = MHD_lookup_connection_value(
             conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-        if ((r->flags & ROUTE_BODY) && (declared > 0 || te) &&
-            !json_content_type(conn)) {
+        if ((r->flags & ROUTE_TEXT) && text_content_type(conn))
+            x->text = 1;
+        else if ((r->flags & ROUTE_BODY) && (declared > 0 || te) &&
+                 !json_content_type(conn)) {
             const char *t = MHD_lookup_connection_value(
                 conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
             reply_error(&x->rp, ERR_MEDIA_TYPE, NULL,
-                        "content type '%s' is not application/json",
-                        t ? t : "(none)");
+                        "content type '%s' is not application/json%s",
+                        t ? t : "(none)",
+                        (r->flags & ROUTE_TEXT) ? " or text/plain" : "");
             return answer(x);
         }
         if (declared > x->limit) {

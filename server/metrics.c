@@ -229,6 +229,11 @@ metrics_render(struct server *srv, size_t *len)
             ixl, index_state_name(st), st == INDEX_NONE || st == INDEX_READY);
         semd_snapshot_release(snap);
     }
+    char *train = online_metrics(srv->online); /* --train only */
+    if (train) {
+        put(&b, "%s", train);
+        free(train);
+    }
     if (b.failed) {
         free(b.p);
         return NULL;

@@ -34,8 +34,13 @@ const struct route routes[] = {
     {"POST", "/v1/vectors", api_vectors_post, ROUTE_LIMIT_DEFAULT,
      ROUTE_BODY, "/v1/vectors"},
     {"GET", "/v1/words", api_words, 0, 0, "/v1/words"},
+    {"GET", "/v1/words/", api_drift, 0, ROUTE_PARAM,
+     "/v1/words/{word}/drift"},
     {"POST", "/v1/reload", api_reload, 0, ROUTE_WRITE | ROUTE_NOSNAP,
      "/v1/reload"},
+    {"POST", "/v1/train", api_train_post, ROUTE_LIMIT_DEFAULT,
+     ROUTE_BODY | ROUTE_TEXT | ROUTE_WRITE | ROUTE_NOSNAP, "/v1/train"},
+    {"GET", "/v1/train", api_train_get, 0, ROUTE_NOSNAP, "/v1/train"},
     {"POST", "/v1/project", api_project, SMALL_BODY, ROUTE_BODY,
      "/v1/project"},
     {"GET", "/", api_page, 0, ROUTE_PUBLIC | ROUTE_NOSNAP | ROUTE_RAW, "/"},
@@ -55,8 +60,15 @@ path_matches(const struct route *r, const char *path, const char **param)
     if (!(r->flags & ROUTE_PARAM))
         return !strcmp(r->path, path);
     size_t n = strlen(r->path);
-    /* the parameter is one non-empty segment */
-    if (strncmp(r->path, path, n) || !path[n] || strchr(path + n, '/'))
+    /* the parameter is one non-empty segment, followed by what the
+     * template has after it ("/drift" in "/v1/words/{word}/drift"); the
+     * handler is given both */
+    const char *suffix = strchr(r->name, '}');
+    suffix = suffix ? suffix + 1 : "";
+    size_t sl = strlen(suffix), pl = strlen(path);
+    if (strncmp(r->path, path, n) || pl <= n + sl ||
+        strcmp(path + pl - sl, suffix) ||
+        memchr(path + n, '/', pl - n - sl))
         return 0;
     *param = path + n;
     return 1;

@@ -627,17 +627,13 @@ online_start(struct online *o, struct semd_holder *holder,
         semd_model_close(m);
         return rc;
     }
-    if ((rc = semd_holder_publish(holder, first, err)) != 0)
-        return rc;
-    char q[PATH_MAX + 80] = "";
-    log_quote(q, sizeof q, o->model);
-    log_info("msg=\"model loaded\" model=%s version=%" PRIu64 " ms=%.1f", q,
-             o->start_version, (now() - t0) * 1000.0);
     char jdir[PATH_MAX + 16];
     snprintf(jdir, sizeof jdir, "%s/journal", o->dir);
     rc = semd_journal_open(&o->j, jdir, NULL, &o->jrep, err);
-    if (rc)
+    if (rc) {
+        semd_snapshot_release(first);
         return rc;
+    }
     if (o->jrep.damaged_records) {
         char dq[600] = "";
         log_quote(dq, sizeof dq, o->jrep.message);
@@ -645,9 +641,6 @@ online_start(struct online *o, struct semd_holder *holder,
                   " damaged_bytes=%" PRIu64 " first=%s",
                   o->jrep.damaged_records, o->jrep.damaged_bytes, dq);
     }
-    struct semd_snapshot *s = semd_holder_acquire(holder);
-    if (!s)
-        return semd_err_set(err, SEMD_EINVAL, "no snapshot to train from");
     struct semd_train_opts to;
     semd_train_opts_init(&to);
     to.window = o->cfg->window;
@@ -656,20 +649,22 @@ online_start(struct online *o, struct semd_holder *holder,
     to.alpha = o->cfg->alpha;
     to.min_count = o->cfg->min_count;
     to.threads = o->cfg->train_threads;
-    rc = semd_trainer_new(&o->t, &to, semd_snapshot_model(s), err);
+    rc = semd_trainer_new(&o->t, &to, semd_snapshot_model(first), err);
     if (rc) {
-        semd_snapshot_release(s);
+        semd_snapshot_release(first);
         return rc;
     }
-    keep(o, s); /* the reference taken above */
+
     uint64_t from = o->start_seq + 1;
     if (o->jrep.first_seq > from) {
         log_error("msg=\"journal records missing\" wanted_from=%" PRIu64
                   " first=%" PRIu64, from, o->jrep.first_seq);
         from = o->jrep.first_seq;
     }
-    if ((rc = semd_journal_reader_open(&o->rd, o->j, from, err)) != 0)
+    if ((rc = semd_journal_reader_open(&o->rd, o->j, from, err)) != 0) {
+        semd_snapshot_release(first);
         return rc;
+    }
     semd_journal_consume(o->j, from - 1);
     pthread_mutex_lock(&o->lock);
     if (o->jrep.last_seq >= from) {
@@ -678,6 +673,14 @@ online_start(struct online *o, struct semd_holder *holder,
     }
     o->started = 1;
     pthread_mutex_unlock(&o->lock);
+    /* ready only now: a post is taken as soon as a query is answered */
+    keep(o, semd_snapshot_acquire(first));
+    if ((rc = semd_holder_publish(holder, first, err)) != 0)
+        return rc;
+    char q[PATH_MAX + 80] = "";
+    log_quote(q, sizeof q, o->model);
+    log_info("msg=\"model loaded\" model=%s version=%" PRIu64 " ms=%.1f", q,
+             o->start_version, (now() - t0) * 1000.0);
     log_info("msg=\"training on\" data_dir=%s version=%" PRIu64
              " journal_seq=%" PRIu64 " replay=%" PRIu64 " rows=%" PRIu64,
              o->dir, o->start_version, o->start_seq,
