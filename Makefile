@@ -27,7 +27,12 @@ WARN      := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Werror
 BASEFLAGS := -std=c11 -D_DEFAULT_SOURCE -pthread -MMD -MP -Iinclude -Icore \
              $(PKG_CFLAGS)
 ALL_CFLAGS = $(BASEFLAGS) $(OPT) $(WARN) $(CFLAGS)
-LIBS       = $(FAISS_C_LIB) -lfaiss $(PKG_LIBS) -fopenmp -lstdc++ -lm
+# A static libfaiss is linked from a copy in which its scalar
+# faiss::fvec_inner_product is weak, so that core/index.c's SIMD one
+# replaces it (a shared libfaiss resolves to ours without this).
+FAISS_A := $(if $(wildcard /usr/lib/$(MULTIARCH)/libfaiss.so),,$(wildcard /usr/lib/$(MULTIARCH)/libfaiss.a))
+FAISS_LIB := $(if $(FAISS_A),$(BUILD)/libfaiss_ip.a,-lfaiss)
+LIBS       = $(FAISS_C_LIB) $(FAISS_LIB) $(PKG_LIBS) -fopenmp -lstdc++ -lm
 
 # ---- sources: one file per concern (see README "Layout")
 CORE_SRC := \
@@ -127,9 +132,13 @@ $(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Iserver -c $< -o $@
 
-$(BUILD)/libsemd.a: $(CORE_OBJ)
+$(BUILD)/libsemd.a: $(CORE_OBJ) | $(FAISS_LIB:-l%=)
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(CORE_OBJ)
+
+$(BUILD)/libfaiss_ip.a: $(FAISS_A)
+	@mkdir -p $(dir $@)
+	objcopy --weaken-symbol=_ZN5faiss18fvec_inner_productEPKfS1_m $< $@
 
 $(BUILD)/semd: $(SERVER_OBJ) $(BUILD)/libsemd.a $(FAISS_C_LIB:-l%=)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libsemd.a $(LIBS)
