@@ -75,7 +75,7 @@ api_model(struct api_req *rq, struct api_reply *rp)
         iso_time(semd_snapshot_loaded_at(rq->snap)), "index", "factory",
         semd_index_factory(ix), "exact", semd_index_is_exact(ix) != 0,
         "requested", want, "state", index_state_name(state),
-        "training", "state", "off");
+        "training", "state", rq->srv->online ? "on" : "off");
     if (!o) {
         reply_error(rp, ERR_INTERNAL, NULL, "cannot build the model reply");
         return;
