@@ -78,6 +78,7 @@ SERVER_SRC := \
 	server/reply.c \
 	server/metrics.c \
 	server/batcher.c \
+	server/cache.c \
 	server/api_query.c \
 	server/api_admin.c \
 	server/api_project.c \

@@ -419,6 +419,8 @@ neighbors_result(const struct semd_snapshot *snap, const struct semd_term *t,
 struct nb_scratch {
     struct semd_expr expr;
     int have_expr;
+    char *key;              /* the result cache's key, or NULL */
+    size_t klen;
     struct semd_term one;
     struct semd_term_info info[SEMD_MAX_TERMS];
     struct semd_hit hits[]; /* k */
@@ -430,6 +432,8 @@ nb_free(void *p)
     struct nb_scratch *x = p;
     if (x && x->have_expr)
         semd_expr_release(&x->expr);
+    if (x)
+        free(x->key);
     free(x);
 }
 
@@ -441,9 +445,49 @@ neighbors_reply(struct api_req *rq, struct api_reply *rp,
         reply_semd(rp, q->rc, &q->err, missing(q->terms, q->n_terms, q->info));
         return;
     }
-    reply_ok(rp, 200, neighbors_result(rq->snap, q->terms, q->n_terms,
-                                       q->info, &q->search, q->hits,
-                                       q->n_hits));
+    json_t *res = neighbors_result(rq->snap, q->terms, q->n_terms, q->info,
+                                   &q->search, q->hits, q->n_hits);
+    struct nb_scratch *x = rq->scratch;
+    if (res && x && x->key) {
+        /* serialised once: for the cache and for this reply */
+        char *text = json_dumps(res, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                         JSON_REAL_PRECISION(9));
+        if (text) {
+            size_t n = strlen(text);
+            cache_put(rq->srv->cache, semd_snapshot_version(rq->snap),
+                      x->key, x->klen, text, n);
+            json_decref(res);
+            rp->status = 200;
+            rp->result_text = text;
+            rp->result_len = n;
+            return;
+        }
+    }
+    reply_ok(rp, 200, res);
+}
+
+/* The cache key of a GET /v1/neighbors: the parsed parameters, so that
+ * spellings of the same request (k=10, k=010) share one entry. */
+static char *
+neighbors_key(const char *kind, const struct api_arg *a,
+              const struct semd_search *s, size_t *klen)
+{
+    size_t n = a->len + 160;
+    char *k = malloc(n);
+    if (!k)
+        return NULL;
+    int h = snprintf(k, n, "nb|%s|%u|%llu|%d|%.9g|%u|%u|%d|", kind, s->k,
+                     (unsigned long long)s->restrict_rows,
+                     s->use_min_similarity,
+                     s->use_min_similarity ? (double)s->min_similarity : 0.0,
+                     s->ef_search, s->nprobe, s->rerank);
+    if (h < 0 || (size_t)h >= n - a->len) {
+        free(k);
+        return NULL;
+    }
+    memcpy(k + h, a->val, a->len);
+    *klen = (size_t)h + a->len;
+    return k;
 }
 
 static void
@@ -474,9 +518,22 @@ api_neighbors_get(struct api_req *rq, struct api_reply *rp)
     rq->scratch_free = nb_free;
     const struct semd_term *terms;
     size_t n;
-    if (w) {
-        if (!word_ok("word", w->val, w->len, rp))
+    if (w && !word_ok("word", w->val, w->len, rp))
+        return;
+    if (rq->srv->cache &&
+        (x->key = neighbors_key(w ? "w" : "q", w ? w : q, &s, &x->klen))) {
+        size_t len;
+        char *hit = cache_get(rq->srv->cache,
+                              semd_snapshot_version(rq->snap), x->key,
+                              x->klen, &len);
+        if (hit) {
+            rp->status = 200;
+            rp->result_text = hit;
+            rp->result_len = len;
             return;
+        }
+    }
+    if (w) {
         x->one = (struct semd_term){w->val, w->len, NULL, 1.0f};
         terms = &x->one;
         n = 1;

@@ -54,19 +54,6 @@ static struct {
     int running;                  /* started and not yet joined */
 } loader = {.publish_lock = PTHREAD_MUTEX_INITIALIZER};
 
-const char *
-index_state_name(int state)
-{
-    switch (state) {
-    case INDEX_LOADING:
-        return "loading";
-    case INDEX_FAILED:
-        return "failed";
-    default:
-        return "ready";
-    }
-}
-
 static int
 is_exact(const char *factory)
 {
@@ -239,6 +226,7 @@ cmd_serve(int argc, char **argv)
     }
     if (semd_holder_new(&srv.holder, &err) != 0 ||
         batcher_start(&srv.batcher, cfg.threads, cfg.max_batch, &err) != 0 ||
+        cache_new(&srv.cache, cfg.cache_size, &err) != 0 ||
         http_start(&h, &srv, &port, &err) != 0) {
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;
@@ -303,6 +291,7 @@ out:
         log_info("msg=\"waiting for the index being loaded\"");
     loader_join();
     batcher_stop(srv.batcher);
+    cache_free(srv.cache);
     semd_holder_free(srv.holder);
     config_release(&cfg);
     if (status == 0)

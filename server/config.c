@@ -44,6 +44,9 @@ static const struct opt opts[] = {
     {"timeout", OPT_INT, "30", "SECONDS",
      "a connection idle this long is closed (a stalled upload too)", 1,
      86400},
+    {"cache-size", OPT_SIZE, "10000", "N",
+     "results of GET /v1/neighbors kept per snapshot (LRU); 0: no cache",
+     0, 1ll << 32},
     {"token-file", OPT_STR, "", "PATH",
      "file holding the bearer token for writes; none: writes refused", 0, 0},
     {"read-token-file", OPT_STR, "", "PATH",
@@ -223,6 +226,8 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
         c->max_connections = (unsigned)v;
     else if (!strcmp(o->name, "timeout"))
         c->timeout = (unsigned)v;
+    else if (!strcmp(o->name, "cache-size"))
+        c->cache_size = (size_t)v;
     else if (!strcmp(o->name, "publish-words"))
         c->publish_words = (uint64_t)v;
     else if (!strcmp(o->name, "min-count"))

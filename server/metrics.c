@@ -114,6 +114,19 @@ put(struct buf *b, const char *fmt, ...)
     }
 }
 
+const char *
+index_state_name(int state)
+{
+    switch (state) {
+    case INDEX_LOADING:
+        return "loading";
+    case INDEX_FAILED:
+        return "failed";
+    default:
+        return "ready";
+    }
+}
+
 /* A label value: backslash, quote and newline escaped, cut to fit. */
 static void
 label_value(char *out, size_t n, const char *s)
@@ -234,6 +247,21 @@ metrics_render(struct server *srv, size_t *len)
         put(&b, "%s", train);
         free(train);
     }
+    unsigned long long ch, cm;
+    size_t ce, cc;
+    cache_stats(srv->cache, &ch, &cm, &ce, &cc);
+    put(&b, "# HELP semd_cache_hits_total Read queries answered from the "
+            "result cache.\n# TYPE semd_cache_hits_total counter\n"
+            "semd_cache_hits_total %llu\n"
+            "# HELP semd_cache_misses_total Cacheable read queries computed."
+            "\n# TYPE semd_cache_misses_total counter\n"
+            "semd_cache_misses_total %llu\n"
+            "# HELP semd_cache_entries Results held (--cache-size bounds "
+            "them; 0: off).\n# TYPE semd_cache_entries gauge\n"
+            "semd_cache_entries %zu\n"
+            "# HELP semd_cache_capacity The --cache-size.\n"
+            "# TYPE semd_cache_capacity gauge\nsemd_cache_capacity %zu\n",
+        ch, cm, ce, cc);
     if (b.failed) {
         free(b.p);
         return NULL;

@@ -114,7 +114,7 @@ reply_body(struct api_reply *rp, const char *request_id, double time_ms,
         return t;
     }
     json_t *o;
-    if (rp->error || !rp->result) {
+    if (rp->error || !(rp->result || rp->result_text)) {
         if (!rp->error)
             reply_error(rp, ERR_INTERNAL, NULL, "handler gave no reply");
         if (rp->status == 500) {
@@ -126,6 +126,29 @@ reply_body(struct api_reply *rp, const char *request_id, double time_ms,
         }
         json_object_set_new(rp->error, "request_id", json_string(request_id));
         o = json_pack("{s:O}", "error", rp->error);
+    } else if (rp->result_text) {
+        /* the same envelope, around a result serialised before */
+        double t = (double)(long long)(time_ms * 1000.0) / 1000.0;
+        char tail[96], num[40];
+        snprintf(num, sizeof num, "%.9g", t);
+        if (!strpbrk(num, ".eEn"))
+            strcat(num, ".0");
+        int tn = version ? snprintf(tail, sizeof tail,
+                                    ",\"time_ms\":%s,\"version\":%llu}", num,
+                                    (unsigned long long)version)
+                         : snprintf(tail, sizeof tail,
+                                    ",\"time_ms\":%s,\"version\":null}",
+                                    num);
+        size_t n = 10 + rp->result_len + (size_t)tn;
+        char *s = malloc(n + 1);
+        if (!s)
+            return NULL;
+        memcpy(s, "{\"result\":", 10);
+        memcpy(s + 10, rp->result_text, rp->result_len);
+        memcpy(s + 10 + rp->result_len, tail, (size_t)tn + 1);
+        *len = n;
+        *content_type = "application/json";
+        return s;
     } else {
         o = json_pack("{s:O, s:f}", "result", rp->result, "time_ms",
                       (double)(long long)(time_ms * 1000.0) / 1000.0);
@@ -152,5 +175,6 @@ reply_release(struct api_reply *rp)
     json_decref(rp->result);
     json_decref(rp->error);
     free(rp->text);
+    free(rp->result_text);
     memset(rp, 0, sizeof *rp);
 }

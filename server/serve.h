@@ -29,6 +29,7 @@ struct config {
     uint32_t max_batch;   /* queries in one POST and in one scoring batch */
     unsigned max_connections;
     unsigned timeout;     /* seconds a connection may stay idle */
+    size_t cache_size;    /* entries of the result cache; 0: off */
     char *token_file;
     char *read_token_file;
     char *write_token;    /* loaded from the files; never logged */
@@ -128,6 +129,10 @@ struct api_reply {
     size_t text_len;
     const char *content_type; /* ROUTE_RAW only; static */
     int deferred;      /* the handler queued a batch job (rq->job) */
+    char *result_text; /* 2xx: the "result" value already serialised
+                          (a cached answer), malloc'd, owned; used
+                          instead of result */
+    size_t result_len;
     const char *headers[12]; /* ROUTE_RAW: extra header name, value
                                 pairs ending in NULL; static strings */
 };
@@ -161,6 +166,21 @@ void metrics_inflight(int delta);
 void metrics_batch(size_t n);
 /* The Prometheus text exposition, malloc'd. */
 char *metrics_render(struct server *srv, size_t *len);
+
+/* -------------------------------------------------------------- cache.c */
+
+struct cache;
+/* A cache of cap entries; *out NULL (no cache) when cap is 0. */
+int cache_new(struct cache **out, size_t cap, struct semd_err *err);
+/* A malloc'd copy of the value for (version, key), or NULL (a miss). */
+char *cache_get(struct cache *c, uint64_t version, const char *key,
+                size_t klen, size_t *len);
+/* Stores a copy; the least recently used entry goes when full. */
+void cache_put(struct cache *c, uint64_t version, const char *key,
+               size_t klen, const char *val, size_t vlen);
+void cache_stats(struct cache *c, unsigned long long *hits,
+                 unsigned long long *misses, size_t *entries, size_t *cap);
+void cache_free(struct cache *c);
 
 /* ------------------------------------------------------------ batcher.c */
 
@@ -208,6 +228,7 @@ struct server {
     int omp_threads;         /* OpenMP threads per request thread; 0:
                                 library default */
     atomic_int index_state;  /* enum index_state, set by cmd_serve.c */
+    struct cache *cache;     /* read results; NULL: off */
     struct online *online;   /* --train: the trainer, else NULL */
     struct follow *follow;   /* --follow: the follower thread, else NULL */
 };

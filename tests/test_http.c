@@ -865,6 +865,65 @@ test_index_in_background(void **state)
     assert_int_equal(stop(&b, SIGTERM), 0);
 }
 
+static unsigned long long
+metric(int port, const char *name)
+{
+    struct resp r;
+    if (request(port, "GET", "/metrics", NULL, NULL, NULL, &r) != 0)
+        fail_msg("GET /metrics: no response");
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(r.body, pat);
+    unsigned long long v = p ? strtoull(p + strlen(pat), NULL, 10) : ~0ull;
+    resp_free(&r);
+    if (v == ~0ull)
+        fail_msg("no metric %s", name);
+    return v;
+}
+
+/* The result cache: a repeated read (however spelled) is a hit with the
+ * same result; --cache-size 0 turns it off. */
+static void
+test_result_cache(void **state)
+{
+    (void)state;
+    unsigned long long h0 = metric(main_d.port, "semd_cache_hits_total");
+    struct resp a, b, c;
+    get("/v1/neighbors?word=paris&k=7&restrict=15000", &a);
+    get("/v1/neighbors?word=paris&k=7&restrict=15000", &b);
+    get("/v1/neighbors?restrict=015000&k=007&word=paris", &c);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(b.status, 200);
+    assert_int_equal(c.status, 200);
+    assert_true(json_equal(at(a.json, "result"), at(b.json, "result")));
+    assert_true(json_equal(at(a.json, "result"), at(c.json, "result")));
+    assert_int_equal(json_integer_value(at(a.json, "version")),
+                     json_integer_value(at(c.json, "version")));
+    assert_non_null(at(c.json, "time_ms"));
+    assert_int_equal(json_array_size(at(c.json, "result.neighbors")), 7);
+    resp_free(&a);
+    resp_free(&b);
+    resp_free(&c);
+    assert_true(metric(main_d.port, "semd_cache_hits_total") >= h0 + 2);
+    /* another k is another answer */
+    get("/v1/neighbors?word=paris&k=3&restrict=15000", &a);
+    assert_int_equal(json_array_size(at(a.json, "result.neighbors")), 3);
+    resp_free(&a);
+
+    struct daemon d = {0};
+    const char *flags[] = {"--threads", "1", "--cache-size", "0", NULL};
+    assert_int_equal(start(&d, "nocache.log", flags), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(request(d.port, "GET", "/v1/neighbors?word=paris",
+                                 NULL, NULL, NULL, &a), 0);
+        assert_int_equal(a.status, 200);
+        resp_free(&a);
+    }
+    assert_int_equal(metric(d.port, "semd_cache_hits_total"), 0);
+    assert_int_equal(metric(d.port, "semd_cache_capacity"), 0);
+    assert_int_equal(stop(&d, SIGTERM), 0);
+}
+
 static void
 test_concurrent_batches(void **state)
 {
@@ -1035,6 +1094,7 @@ main(void)
         cmocka_unit_test(test_concurrent_batches),
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_index_in_background),
+        cmocka_unit_test(test_result_cache),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_read_token),
         cmocka_unit_test(test_token_file_world_readable),
