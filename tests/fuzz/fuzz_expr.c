@@ -25,8 +25,8 @@ make_model(void)
 {
     static const char *const words[] = {
         "king", "Man", "woman", "paris", "Berlin", "e-mail", "caf\xc3\xa9",
-        ("stra\xc3\x9f" "e"), "\xce\xb1\xce\xb2\xce\xb3", "\xd0\x9c\xd0\xb8\xd1\x80",
-        "x*y", "\"q\"", "a b", "0.5"};
+        ("stra\xc3\x9f" "e"), "\xce\xb1\xce\xb2\xce\xb3",
+        "\xd0\x9c\xd0\xb8\xd1\x80", "x*y", "\"q\"", "a b", "0.5"};
     const char *path = fuzz_path("expr.semd");
     struct semd_writer_opts o = {"fuzz", "expr", SEMD_MODEL_COUNTS_ARE_RANKS};
     struct semd_writer *w;

@@ -101,7 +101,8 @@ touch_row(const struct semd_model *m, uint64_t r)
 static void
 touch_tokenizer(const struct semd_tokenizer *t)
 {
-    static const char text[] = "The quick brown fox, caf\xc3\xa9 \xe2\x82\xac 42!";
+    static const char text[] =
+        "The quick brown fox, caf\xc3\xa9 \xe2\x82\xac 42!";
     uint32_t n = semd_tokenizer_size(t);
     (void)semd_tokenizer_merges(t);
     for (uint32_t id = 0; id < n && id < 300; id++) {
