@@ -13,7 +13,10 @@ case $build in /*) ;; *) build=$here/$build ;; esac
 export SEMD_BIN=$build/semd SEMD_FIXTURE=$build/glove-20k.semd
 export SEMD_CRASH_ITERATIONS=${1:-25}
 for f in "$SEMD_BIN" "$SEMD_FIXTURE" "$build/tests/test_online"; do
-    [ -e "$f" ] || { echo "crash.sh: $f is missing; run make check" >&2; exit 2; }
+    if [ ! -e "$f" ]; then
+        echo "crash.sh: $f is missing; run make check" >&2
+        exit 2
+    fi
 done
 cd "$here/tests"
 SEMD_TEST_FILTER=test_crash exec "$build/tests/test_online"
