@@ -25,6 +25,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -104,6 +106,10 @@ load_approx(void *arg)
     const struct config *cfg = srv->cfg;
     double t0 = now();
     struct semd_err err = {0};
+    /* requests come first: on Linux nice is per thread, and the threads
+     * FAISS starts to build inherit it */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        log_info("msg=\"index loader keeps normal priority\"");
     struct semd_model *m = NULL;
     struct semd_index *ix = NULL;
     uint64_t v = 0;
