@@ -230,9 +230,15 @@ cmd_serve(int argc, char **argv)
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;
     }
+    /* A follower publishes what DIR/CURRENT names, and a trainer what it
+     * learns, each from its own thread; /v1/ready answers 503 until the
+     * first snapshot is in. Both start before the request threads, which
+     * read srv.follow and srv.online. */
     if (semd_holder_new(&srv.holder, &err) != 0 ||
         batcher_start(&srv.batcher, cfg.threads, cfg.max_batch, &err) != 0 ||
         cache_new(&srv.cache, cfg.cache_size, &err) != 0 ||
+        (cfg.follow && follow_start(&srv.follow, &srv, &err) != 0) ||
+        (srv.online && online_start(srv.online, srv.holder, &err) != 0) ||
         http_start(&h, &srv, &port, &err) != 0) {
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;
@@ -246,11 +252,7 @@ cmd_serve(int argc, char **argv)
              cfg.threads, cfg.max_connections, cfg.timeout,
              cfg.read_token ? "set" : "none",
              cfg.write_token ? "set" : "none");
-    /* a follower publishes what DIR/CURRENT names, from its own thread;
-     * /v1/ready answers 503 until the first snapshot is in */
-    if (cfg.follow   ? follow_start(&srv.follow, &srv, &err) != 0
-        : srv.online ? online_start(srv.online, srv.holder, &err) != 0
-                     : load(&srv, &err) != 0) {
+    if (!cfg.follow && !srv.online && load(&srv, &err) != 0) {
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;
     }
@@ -287,10 +289,11 @@ cmd_serve(int argc, char **argv)
     }
     status = 0;
 out:
-    /* no publish after this: the holder is freed below */
-    follow_stop(srv.follow);
     atomic_store(&srv.draining, 1);
     http_stop(h, DRAIN_MS);
+    /* after the last request, which may read its state; no publish after
+     * this: the holder is freed below */
+    follow_stop(srv.follow);
     /* after the last request: persists what was trained */
     online_free(srv.online);
     if (loader.running)

@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,7 +370,7 @@ test_not_ready_before_current(void **state)
 struct loop {
     int port;
     const char *words[5]; /* asked in turn */
-    volatile int stop;
+    atomic_int stop; /* written by the test thread, read by the client */
     int ok, failed;
     char last_fail[256];
 };

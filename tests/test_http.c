@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -730,7 +731,7 @@ test_cat_dog(void **state)
 }
 
 struct loop {
-    volatile int stop;
+    atomic_int stop; /* written by the test thread, read by the client */
     int ok, failed;
 };
 
