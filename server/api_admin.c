@@ -62,6 +62,10 @@ api_model(struct api_req *rq, struct api_reply *rp)
     snprintf(checksum, sizeof checksum, "%08x", in.checksum);
     /* the exact index answers while the one asked for is loading */
     int state = atomic_load(&rq->srv->index_state);
+    /* The loader publishes the approximate index before it marks it ready:
+     * a snapshot that already holds it speaks for itself. */
+    if (state == INDEX_LOADING && !semd_index_is_exact(ix))
+        state = INDEX_READY;
     const char *want = rq->srv->cfg && rq->srv->cfg->index
                        ? rq->srv->cfg->index : "Flat";
     json_t *o = json_pack(
