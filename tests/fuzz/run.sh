@@ -21,7 +21,8 @@ run_one() {
     local dict="" d
     mkdir -p "$work"
     # fuzz_convert_wink uses wink.dict, fuzz_bpe bpe.dict, ...
-    for d in "$here/dict/${t#fuzz_}.dict" "$here/dict/${t#fuzz_convert_}.dict"; do
+    for d in "$here/dict/${t#fuzz_}.dict" \
+             "$here/dict/${t#fuzz_convert_}.dict"; do
         [ -f "$d" ] && dict="-dict=$d" && break
     done
     [ -d "$seeds" ] || seeds=""
@@ -53,9 +54,10 @@ wait
 
 stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
 
-printf '| %-26s | %5s | %12s | %9s | %6s | %7s | %6s | %-8s |\n' \
+printf '| %-26s | %7s | %12s | %9s | %6s | %8s | %6s | %-8s |\n' \
     target seconds executions "exec/s" edges features corpus verdict
-printf '|%s|\n' "----------------------------|-------|--------------|-----------|--------|---------|--------|----------"
+printf '|%s|%s|\n' "----------------------------|---------|--------------" \
+    "-----------|--------|----------|--------|----------"
 bad=0
 for t in "$@"; do
     log="$bindir/logs/$t.log"
@@ -72,7 +74,7 @@ for t in "$@"; do
         verdict="FAIL($rc)"
         bad=1
     fi
-    printf '| %-26s | %5s | %12s | %9s | %6s | %7s | %6s | %-8s |\n' \
+    printf '| %-26s | %7s | %12s | %9s | %6s | %8s | %6s | %-8s |\n' \
         "$t" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
         "${corp:-?}" "$verdict"
 done
