@@ -234,12 +234,12 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 SAN_CC     ?= gcc
 SAN_OPT    := -O1 -g -fno-omit-frame-pointer
-ASAN_ENV   := \
+ASAN_ENV   := SEMD_TEST_TIME_SCALE=3 \
 	ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1:$\
 	detect_stack_use_after_return=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
-TSAN_ENV   := \
+TSAN_ENV   := SEMD_TEST_TIME_SCALE=6 \
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:$\
 	suppressions=$(CURDIR)/tests/tsan.supp:print_suppressions=0 \
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1
