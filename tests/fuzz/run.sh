@@ -26,15 +26,21 @@ run_one() {
         [ -f "$d" ] && dict="-dict=$d" && break
     done
     [ -d "$seeds" ] || seeds=""
+    # libFuzzer ends with _Exit, so the targets' own clean-up never runs:
+    # their temporary files go in a directory removed here
+    local base=/dev/shm tmp
+    [ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
+    tmp=$(mktemp -d "$base/semd-fuzz-$t.XXXXXX") || return
     # -timeout: one input taking this long is a finding (a hang); the RSS
     # limit catches an input that makes us allocate without bound. One
     # BLAS and one OpenMP thread: the targets use none, and idle pool
     # threads would spin on the cores the fuzzers share.
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+    TMPDIR=$tmp OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
     "$bindir/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$bindir/artifacts/$t-" \
         $dict "$work" $seeds >"$bindir/logs/$t.log" 2>&1
     echo $? >"$bindir/logs/$t.rc"
+    rm -rf "$tmp"
 }
 
 running=0
