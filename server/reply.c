@@ -12,6 +12,7 @@
 #include "serve.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,38 @@ reply_ok(struct api_reply *rp, int status, json_t *result)
     rp->result = result ? result : json_null();
 }
 
+/* Messages quote what the client sent, which need not be UTF-8 (or was cut
+ * in the middle of a character); JSON must be UTF-8, so every byte that
+ * does not begin a valid sequence becomes '?'. */
+static void
+utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = 0, k = 1;
+        uint32_t cp = 0, min = 0;
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        if ((*p & 0xE0) == 0xC0) {
+            n = 1, cp = *p & 0x1F, min = 0x80;
+        } else if ((*p & 0xF0) == 0xE0) {
+            n = 2, cp = *p & 0x0F, min = 0x800;
+        } else if ((*p & 0xF8) == 0xF0) {
+            n = 3, cp = *p & 0x07, min = 0x10000;
+        }
+        for (; n && k <= n && (p[k] & 0xC0) == 0x80; k++)
+            cp = (cp << 6) | (p[k] & 0x3F);
+        if (n == 0 || k != n + 1 || cp < min || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF)) {
+            *p++ = '?';
+            continue;
+        }
+        p += n + 1;
+    }
+}
+
 void
 reply_error(struct api_reply *rp, enum api_error e, json_t *words,
             const char *fmt, ...)
@@ -65,6 +98,7 @@ reply_error(struct api_reply *rp, enum api_error e, json_t *words,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_scrub(msg);
     json_decref(rp->result);
     json_decref(rp->error);
     rp->result = NULL;
