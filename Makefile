@@ -38,6 +38,7 @@ LIBS       = $(FAISS_C_LIB) $(FAISS_LIB) $(PKG_LIBS) -fopenmp -lstdc++ -lm
 CORE_SRC := \
 	core/error.c \
 	core/crc32c.c \
+	core/fileio.c \
 	core/model.c \
 	core/writer.c \
 	core/bpe.c \

@@ -29,6 +29,7 @@
 #include "semd.h"
 
 #include "crc32c.h"
+#include "fileio.h"
 #include "model.h"
 
 #include <dirent.h>
@@ -102,34 +103,6 @@ seg_name(char *buf, size_t n, const char *dir, uint64_t first)
     snprintf(buf, n, "%s/journal-%020" PRIu64 ".log", dir, first);
 }
 
-static int
-pread_full(int fd, void *buf, size_t n, uint64_t off)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t k = pread(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int
-fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /*
  * Checks the record at off in a segment whose readable end is end. On
  * success fills *seq and *len and, when payload is not NULL, reads the
@@ -143,7 +116,7 @@ check_record(int fd, uint64_t off, uint64_t end, uint64_t *seq,
     unsigned char h[REC_HDR];
     if (end < off || end - off < REC_HDR)
         return 0;
-    if (pread_full(fd, h, REC_HDR, off) != 0)
+    if (fio_pread_full(fd, h, REC_HDR, off) != 0)
         return -1;
     if (rd32(h) != REC_MAGIC)
         return 0;
@@ -169,7 +142,7 @@ check_record(int fd, uint64_t off, uint64_t end, uint64_t *seq,
         if (!p)
             return -1;
     }
-    if (n && pread_full(fd, p, n, off + REC_HDR) != 0) {
+    if (n && fio_pread_full(fd, p, n, off + REC_HDR) != 0) {
         free(tmp);
         return -1;
     }
@@ -198,7 +171,7 @@ resync(int fd, uint64_t bad, uint64_t end, uint64_t after_seq,
     for (uint64_t base = bad + 1; base + REC_HDR <= end; base += SCAN_CHUNK) {
         size_t n = (size_t)(end - base < SCAN_CHUNK + 3 ? end - base
                                                         : SCAN_CHUNK + 3);
-        if (pread_full(fd, chunk, n, base) != 0)
+        if (fio_pread_full(fd, chunk, n, base) != 0)
             return -1;
         for (size_t i = 0; i + 4 <= n && i < SCAN_CHUNK; i++) {
             if (rd32(chunk + i) != REC_MAGIC)
@@ -361,7 +334,7 @@ new_segment(struct semd_journal *j, struct semd_err *err)
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return sys_fail(err, "cannot create", path);
-    if (fsync(fd) != 0 || fsync_dir(j->dir) != 0) {
+    if (fsync(fd) != 0 || fio_fsync_dir(j->dir) != 0) {
         int rc = sys_fail(err, "cannot sync", path);
         close(fd);
         return rc;
@@ -601,7 +574,7 @@ semd_journal_trim(struct semd_journal *j, uint64_t persisted_seq,
     if (k) {
         memmove(j->segs, j->segs + k, (j->n_segs - k) * sizeof *j->segs);
         j->n_segs -= k;
-        if (rc == 0 && fsync_dir(j->dir) != 0)
+        if (rc == 0 && fio_fsync_dir(j->dir) != 0)
             rc = sys_fail(err, "cannot sync", j->dir);
     }
     pthread_mutex_unlock(&j->lock);

@@ -16,6 +16,7 @@
 
 #include "bpe.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "model.h"
 
 #include <errno.h>
@@ -66,41 +67,6 @@ sys_fail(struct semd_err *err, const char *what, const char *path)
 {
     return semd_err_set(err, SEMD_EIO, "%s: %s: %s", path, what,
                         strerror(errno));
-}
-
-static int
-write_all(int fd, const void *buf, size_t n, uint64_t off)
-{
-    const unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t k = pwrite(fd, p, n, (off_t)off);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int
-read_all(int fd, void *buf, size_t n, uint64_t off)
-{
-    unsigned char *p = buf;
-    while (n > 0) {
-        ssize_t k = pread(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
 }
 
 int
@@ -216,7 +182,8 @@ flush(struct semd_writer *w, struct semd_err *err)
 {
     if (w->wbuf_len == 0)
         return 0;
-    if (write_all(w->fd, w->wbuf, w->wbuf_len, row_offset(w, w->wbuf_row)))
+    if (fio_pwrite_full(w->fd, w->wbuf, w->wbuf_len,
+                        row_offset(w, w->wbuf_row)))
         return sys_fail(err, "write failed", w->tmp);
     w->wbuf_len = 0;
     return 0;
@@ -330,7 +297,7 @@ store_row(struct semd_writer *w, uint64_t row, const float *vec, double norm,
             memcpy(w->wbuf, vec, bytes);
             w->wbuf_len = bytes;
             w->wbuf_row = row;
-        } else if (write_all(w->fd, vec, bytes, row_offset(w, row))) {
+        } else if (fio_pwrite_full(w->fd, vec, bytes, row_offset(w, row))) {
             return sys_fail(err, "write failed", w->tmp);
         }
     }
@@ -471,7 +438,7 @@ put_section(struct semd_writer *w, struct section *sec, uint32_t kind,
     sec->offset = align_up(*end);
     sec->size = size;
     sec->crc = crc32c(0, data, size);
-    if (write_all(w->fd, data, size, sec->offset))
+    if (fio_pwrite_full(w->fd, data, size, sec->offset))
         return sys_fail(err, "write failed", w->tmp);
     *end = sec->offset + size;
     return 0;
@@ -501,7 +468,7 @@ put_derived(struct semd_writer *w, struct section *mat, struct section *codes,
     uint32_t crc_m = 0, crc_c = 0, crc_a = 0;
     for (uint64_t r0 = 0; r0 < rows; r0 += CHUNK_ROWS) {
         uint64_t n = rows - r0 < CHUNK_ROWS ? rows - r0 : CHUNK_ROWS;
-        if (read_all(w->fd, buf, n * dims * 4, row_offset(w, r0))) {
+        if (fio_pread_full(w->fd, buf, n * dims * 4, row_offset(w, r0))) {
             rc = sys_fail(err, "read back failed", w->tmp);
             goto out;
         }
@@ -513,8 +480,9 @@ put_derived(struct semd_writer *w, struct section *mat, struct section *codes,
         }
         crc_c = crc32c(crc_c, cbuf, n * dims);
         crc_a = crc32c(crc_a, abuf, n * 8);
-        if (write_all(w->fd, cbuf, n * dims, codes->offset + r0 * dims) ||
-            write_all(w->fd, abuf, n * 8, aux->offset + r0 * 8)) {
+        if (fio_pwrite_full(w->fd, cbuf, n * dims,
+                            codes->offset + r0 * dims) ||
+            fio_pwrite_full(w->fd, abuf, n * 8, aux->offset + r0 * 8)) {
             rc = sys_fail(err, "write failed", w->tmp);
             goto out;
         }
@@ -567,12 +535,8 @@ fsync_dir(const char *path)
     char *copy = strdup(path);
     if (!copy)
         return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fio_fsync_dir(dirname(copy));
     free(copy);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
     return rc;
 }
 
@@ -666,7 +630,7 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
     wr32(hdr + HDR_CHECKSUM, all);
     wr32(hdr + HDR_CRC, crc32c(0, hdr, HDR_CRC));
     if (ftruncate(w->fd, (off_t)end) != 0 ||
-        write_all(w->fd, hdr, MODEL_HEADER_SIZE, 0) != 0) {
+        fio_pwrite_full(w->fd, hdr, MODEL_HEADER_SIZE, 0) != 0) {
         rc = sys_fail(err, "write failed", w->tmp);
         goto fail;
     }
