@@ -19,6 +19,15 @@
  * number of threads at once. Each search allocates its own scratch space.
  * FAISS keeps efSearch and nprobe in the index, so approximate searches
  * asking for other values than the running ones wait for those to finish.
+ *
+ * A delta index (semd_index_open_delta) serves a model that differs from
+ * an older one in a few rows while only the older one has an approximate
+ * index, as the online trainer's versions do until their own index is
+ * built: the older index's candidates are mapped to this model's rows
+ * (changed rows dropped), the changed and new rows are scanned exactly,
+ * and both are rescored against this model and merged. It holds a
+ * reference to the older snapshot, so the FAISS index it borrows lives
+ * as long as it does.
  */
 #include "semd.h"
 
@@ -68,6 +77,13 @@ struct semd_index {
     pthread_cond_t cv;
     int active, waiting;
     uint32_t cur_ef, cur_nprobe;
+
+    /* delta indexes only (base != NULL) */
+    struct semd_snapshot *base_snap;
+    const struct semd_index *base;
+    uint64_t *base_map;   /* base row -> row here, UINT64_MAX: changed */
+    uint64_t *delta;      /* rows here scored by scan, ascending */
+    uint64_t n_delta;
 };
 
 /* ------------------------------------------------ FAISS inner product */
@@ -1341,6 +1357,72 @@ out:
     return rc;
 }
 
+/* A delta index's search: the base's candidates that map to unchanged
+ * rows, and every changed or new row, all scored exactly here. */
+static int
+delta_search(const struct semd_index *ix, const float *unit,
+             const struct semd_search *s, const struct excl *ex,
+             struct semd_hit *hits, uint32_t *n_hits, struct semd_err *err)
+{
+    const struct semd_index *b = ix->base;
+    /* the gate mutates only the lock and FAISS's parameters */
+    struct semd_index *mb = (struct semd_index *)b;
+    uint64_t lim = scan_rows(ix, s);
+    /* changed rows among the base's answers are dropped: fetch more */
+    uint64_t kk = approx_fetch(ix, s) + (ix->n_delta < s->k ? ix->n_delta
+                                                            : s->k);
+    if (kk > b->rows)
+        kk = b->rows;
+    float *d = malloc((kk ? kk : 1) * sizeof *d);
+    idx_t *lab = malloc((kk ? kk : 1) * sizeof *lab);
+    int rc = 0;
+    if (!d || !lab) {
+        rc = semd_err_set(err, SEMD_ENOMEM, "no memory for %llu candidates",
+                          (unsigned long long)kk);
+        goto out;
+    }
+    uint32_t ef = b->def_ef ? (s->ef_search ? s->ef_search : b->def_ef) : 0;
+    uint32_t np = b->def_nprobe ? (s->nprobe ? s->nprobe : b->def_nprobe)
+                                : 0;
+    if (kk) {
+        if ((rc = gate_enter(mb, ef, np, err)))
+            goto out;
+        rc = fcheck(faiss_Index_search(b->fi, 1, unit, (idx_t)kk, d, lab),
+                    err, "search");
+        gate_leave(mb);
+        if (rc)
+            goto out;
+    }
+    struct topk t = {hits, 0, s->k};
+    for (uint64_t i = 0; i < kk; i++) {
+        if (lab[i] < 0 || (uint64_t)lab[i] >= b->rows)
+            continue;
+        uint64_t r = ix->base_map[lab[i]];
+        if (r >= lim || (ex->n && excl_has(ex, r)))
+            continue;
+        float v = linalg_dot(ix->matrix + r * ix->dims, unit, ix->dims) *
+                  ix->inv_norms[r];
+        if (s->use_min_similarity && v < s->min_similarity)
+            continue;
+        topk_push(&t, r, v);
+    }
+    for (uint64_t i = 0; i < ix->n_delta && ix->delta[i] < lim; i++) {
+        uint64_t r = ix->delta[i];
+        if (ex->n && excl_has(ex, r))
+            continue;
+        float v = linalg_dot(ix->matrix + r * ix->dims, unit, ix->dims) *
+                  ix->inv_norms[r];
+        if (s->use_min_similarity && v < s->min_similarity)
+            continue;
+        topk_push(&t, r, v);
+    }
+    *n_hits = topk_finish(&t, hits);
+out:
+    free(d);
+    free(lab);
+    return rc;
+}
+
 int
 semd_index_search(const struct semd_index *ix, const float *query,
                   const struct semd_search *s, struct semd_hit *hits,
@@ -1361,7 +1443,9 @@ semd_index_search(const struct semd_index *ix, const float *query,
                                                 "exclusions", s->n_exclude)
                                  : rc;
     }
-    if (!ix->exact)
+    if (ix->base)
+        rc = delta_search(ix, unit, s, &ex, hits, n_hits, err);
+    else if (!ix->exact)
         rc = approx_search(ix, unit, s, &ex, hits, n_hits, err);
     else if (ix->q8codes && (uint64_t)s->k + ex.n < scan_rows(ix, s))
         rc = exact_q8(ix, unit, s, &ex, hits, n_hits, err);
@@ -1453,11 +1537,78 @@ semd_index_open(struct semd_index **out, const struct semd_model *m,
     return 0;
 }
 
+int
+semd_index_open_delta(struct semd_index **out, const struct semd_model *m,
+                      struct semd_snapshot *base, struct semd_err *err)
+{
+    if (!out || !m || !base)
+        return semd_err_set(err, SEMD_EINVAL, "index, model or base missing");
+    const struct semd_index *b = semd_snapshot_index(base);
+    const struct semd_model *bm = semd_snapshot_model(base);
+    if (b->exact || b->base || !b->fi)
+        return semd_err_set(err, SEMD_EINVAL, "the base of a delta index "
+                            "must be approximate, not \"%s\"", b->factory);
+    if (b->dims != semd_model_dims(m))
+        return semd_err_set(err, SEMD_EINVAL, "the base has %u dimensions, "
+                            "the model %u", b->dims, semd_model_dims(m));
+    struct semd_index_opts o = {0}; /* exact: the common fields */
+    struct semd_index *ix;
+    int rc = semd_index_open(&ix, m, &o, err);
+    if (rc)
+        return rc;
+    size_t fl = strlen(b->factory) + sizeof "+exact-delta";
+    char *f = malloc(fl);
+    ix->base_map = malloc((b->rows ? b->rows : 1) * sizeof *ix->base_map);
+    ix->delta = malloc((ix->rows ? ix->rows : 1) * sizeof *ix->delta);
+    if (!f || !ix->base_map || !ix->delta) {
+        free(f);
+        semd_index_close(ix);
+        return semd_err_set(err, SEMD_ENOMEM, "no memory for a delta index");
+    }
+    snprintf(f, fl, "%s+exact-delta", b->factory);
+    free(ix->factory);
+    ix->factory = f;
+    ix->exact = 0;
+    for (uint64_t r = 0; r < b->rows; r++)
+        ix->base_map[r] = UINT64_MAX;
+    size_t vb = ix->dims * sizeof(float);
+    for (uint64_t r = 0; r < ix->rows; r++) {
+        size_t len;
+        const char *w = semd_model_word(m, r, &len);
+        uint64_t br;
+        if (semd_model_lookup(bm, w, len, &br) == 0 &&
+            ix->base_map[br] == UINT64_MAX &&
+            memcmp(semd_model_row(m, r), semd_model_row(bm, br), vb) == 0)
+            ix->base_map[br] = r;
+        else
+            ix->delta[ix->n_delta++] = r;
+    }
+    ix->base = b;
+    ix->base_snap = semd_snapshot_acquire(base);
+    *out = ix;
+    return 0;
+}
+
+uint64_t
+semd_index_delta_rows(const struct semd_index *ix)
+{
+    return ix->base ? ix->n_delta : 0;
+}
+
+const struct semd_snapshot *
+semd_index_delta_base(const struct semd_index *ix)
+{
+    return ix->base_snap;
+}
+
 void
 semd_index_close(struct semd_index *ix)
 {
     if (!ix)
         return;
+    free(ix->base_map);
+    free(ix->delta);
+    semd_snapshot_release(ix->base_snap);
     if (ix->fi)
         faiss_Index_free(ix->fi);
     if (ix->ps)

@@ -15,6 +15,10 @@
  *    request completes; publishers (the reloader, later the trainer) build
  *    a snapshot privately and publish it. The old snapshot lives on until
  *    its last reader releases it: no request ever sees half an update.
+ *  - semd_holder_replace swaps in another bundle of the same version (the
+ *    same content with a better index: the trainer's background index
+ *    build); it refuses when a newer version was published meanwhile, so
+ *    versions still only grow.
  */
 #include "semd.h"
 
@@ -162,6 +166,29 @@ semd_holder_publish(struct semd_holder *h, struct semd_snapshot *s,
     atomic_store(&h->last_version, s->version);
     pthread_mutex_unlock(&h->lock);
     /* outside the lock: freeing an old snapshot unmaps a file */
+    semd_snapshot_release(old);
+    return SEMD_OK;
+}
+
+int
+semd_holder_replace(struct semd_holder *h, struct semd_snapshot *s,
+                    struct semd_err *err)
+{
+    if (!s)
+        return semd_err_set(err, SEMD_EINVAL, "no snapshot to publish");
+    pthread_mutex_lock(&h->lock);
+    struct semd_snapshot *old = h->current;
+    if (!old || old->version != s->version) {
+        uint64_t cur = old ? old->version : 0, v = s->version;
+        pthread_mutex_unlock(&h->lock);
+        semd_snapshot_release(s);
+        return semd_err_set(err, SEMD_EBUSY,
+                            "snapshot version %llu is no longer current "
+                            "(%llu is)",
+                            (unsigned long long)v, (unsigned long long)cur);
+    }
+    h->current = s;
+    pthread_mutex_unlock(&h->lock);
     semd_snapshot_release(old);
     return SEMD_OK;
 }

@@ -265,6 +265,31 @@ const char *semd_index_note(const struct semd_index *ix);
 const char *semd_index_path(const struct semd_index *ix);
 
 /*
+ * A delta index answers for a model that differs from an older one in a
+ * few rows, while the older one's approximate index is all there is: a
+ * row of m whose word base's model has with a bit-identical vector is
+ * found through base's approximate index; every other row of m (changed
+ * or new) is scored exactly, by a scan. Both lists are scored exactly
+ * against m and merged, so changed and new rows are never missed and
+ * never scored with a stale vector. Its factory is the base's with
+ * "+exact-delta" appended; it is not exact. Building it reads every row
+ * of m once (a look-up and a comparison per row).
+ */
+struct semd_snapshot;
+
+/* A delta index of m over base, whose index must be approximate (not
+ * exact, not itself a delta: SEMD_EINVAL) with m's dimensions. Takes a
+ * reference to base, dropped by semd_index_close; m must outlive the
+ * index. */
+int semd_index_open_delta(struct semd_index **out, const struct semd_model *m,
+                          struct semd_snapshot *base, struct semd_err *err);
+/* Rows a delta index scores by scan (changed or new); 0 for other
+ * indexes. */
+uint64_t semd_index_delta_rows(const struct semd_index *ix);
+/* The snapshot a delta index uses; NULL for other indexes. Borrowed. */
+const struct semd_snapshot *semd_index_delta_base(const struct semd_index *ix);
+
+/*
  * Thread policy, process-wide; call once at start before any search.
  * blas: threads one OpenBLAS call may use (1 when the caller runs its own
  * pool of query threads); omp: OpenMP threads for FAISS searches. 0 leaves
@@ -500,6 +525,12 @@ struct semd_snapshot *semd_holder_acquire(struct semd_holder *h);
  * failure, when s is released), and drops the holder's reference to the
  * previous one. SEMD_EINVAL if s is not newer than the current version. */
 int semd_holder_publish(struct semd_holder *h, struct semd_snapshot *s,
+                        struct semd_err *err);
+/* Makes s current in place of the current snapshot of the same version
+ * (the same model with another index), taking over the caller's
+ * reference (also on failure, when s is released). SEMD_EBUSY when the
+ * current version is not s's (a newer one was published). */
+int semd_holder_replace(struct semd_holder *h, struct semd_snapshot *s,
                         struct semd_err *err);
 /* Version of the current snapshot, 0 before the first publish. */
 uint64_t semd_holder_version(struct semd_holder *h);
