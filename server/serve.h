@@ -133,7 +133,7 @@ struct api_reply {
                           (a cached answer), malloc'd, owned; used
                           instead of result */
     size_t result_len;
-    const char *headers[12]; /* ROUTE_RAW: extra header name, value
+    const char *headers[16]; /* ROUTE_RAW: extra header name, value
                                 pairs ending in NULL; static strings */
 };
 
@@ -257,6 +257,7 @@ struct api_req {
                                 request by scratch_free (NULL: free) */
     void (*scratch_free)(void *scratch);
     const char *if_none_match; /* the request's header, or NULL */
+    const char *accept_encoding; /* the request's header, or NULL */
     const char *body;        /* ROUTE_TEXT: the raw body (NUL after it) */
     size_t body_len;
 };
