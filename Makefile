@@ -83,6 +83,8 @@ SERVER_SRC := \
 	server/api_query.c \
 	server/api_admin.c \
 	server/api_project.c \
+	server/api_tokens.c \
+	server/tokens_json.c \
 	server/web.c
 
 TESTS := \

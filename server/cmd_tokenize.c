@@ -7,6 +7,7 @@
 #include "semd.h"
 
 #include "commands.h"
+#include "serve.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: semd tokenize MODEL [TEXT] [--json]\n"
+    "usage: semd tokenize MODEL [TEXT] [--json] [--norms]\n"
     "       semd tokenize --vocab VOCAB [--merges MERGES] [TEXT] [--json]\n"
     "\n"
     "Splits TEXT (or standard input) into GPT-2 byte-level BPE tokens: id,\n"
@@ -22,47 +23,9 @@ static const char usage_text[] =
     "convert --vocab/--merges). VOCAB is a vocab.json with MERGES a\n"
     "merges.txt, or a tokenizer.json alone.\n"
     "  --json   {\"tokens\":[{\"id\":..,\"text\":..,\"token\":..,"
-    "\"start\":..,\"end\":..}]}\n";
-
-/* Copies s[0..n) to b with each invalid UTF-8 byte replaced by U+FFFD, so
- * that a token holding part of a character still prints. */
-static char *
-lossy_utf8(const char *s, size_t n)
-{
-    char *out = malloc(3 * n + 1);
-    if (!out)
-        return NULL;
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        size_t need = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1
-                                   : (c & 0xF0) == 0xE0 ? 2
-                                   : (c & 0xF8) == 0xF0 ? 3 : 9;
-        int ok = need != 9 && i + need < n && c != 0;
-        uint32_t cp = need == 0 ? c : need == 1 ? c & 0x1F
-                                    : need == 2 ? c & 0x0F : c & 0x07;
-        for (size_t k = 1; ok && k <= need; k++) {
-            ok = (p[i + k] & 0xC0) == 0x80;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
-        if (ok && (cp < min[need] || cp > 0x10FFFF ||
-                   (cp >= 0xD800 && cp <= 0xDFFF)))
-            ok = 0;
-        if (ok) {
-            memcpy(out + o, p + i, need + 1);
-            o += need + 1;
-            i += need + 1;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
+    "\"start\":..,\"end\":..}],\"count\":..},\n"
+    "           as POST /v1/tokenize answers\n"
+    "  --norms  each token's row norm too (MODEL only)\n";
 
 static char *
 read_stdin(size_t *len)
@@ -84,60 +47,50 @@ read_stdin(size_t *len)
     return buf;
 }
 
+/* Prints the tokens of text: the JSON of tokens_json (as POST
+ * /v1/tokenize answers it), or a table made from it. m (NULL: none) adds
+ * each token's row norm. */
 static int
-print_tokens(const struct semd_tokenizer *t, const char *text, size_t len,
-             int json)
+print_tokens(const struct semd_tokenizer *t, const struct semd_model *m,
+             const char *text, size_t len, int json)
 {
-    struct semd_token *toks;
-    size_t n;
+    json_t *doc;
     struct semd_err err = {0};
-    if (semd_tokenize(t, text, len, &toks, &n, &err) != 0) {
+    if (tokens_json(t, m, text, len, &doc, &err) != 0) {
         fprintf(stderr, "semd tokenize: %s\n", err.msg);
         return 1;
     }
-    json_t *arr = json ? json_array() : NULL;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        size_t blen, tlen;
-        const char *b = semd_tokenizer_bytes(t, toks[i].id, &blen);
-        const char *tok = semd_tokenizer_token(t, toks[i].id, &tlen);
-        char *shown = b ? lossy_utf8(b, blen) : NULL;
-        if (!shown || !tok) {
-            fprintf(stderr, "semd tokenize: %s\n",
-                    shown ? "corrupted tokenizer" : "out of memory");
-            rc = 1;
-        } else if (json) {
-            json_t *o = json_pack("{s:I, s:s, s:s%, s:I, s:I}", "id",
-                                  (json_int_t)toks[i].id, "text", shown,
-                                  "token", tok, tlen, "start",
-                                  (json_int_t)toks[i].start, "end",
-                                  (json_int_t)toks[i].end);
-            if (!o || json_array_append_new(arr, o) != 0)
-                rc = 1;
-        } else {
-            json_t *q = json_string(shown);
-            char *qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL;
-            printf("%6u  %6zu %6zu  %s\n", toks[i].id, toks[i].start,
-                   toks[i].end, qs ? qs : shown);
-            free(qs);
-            json_decref(q);
-        }
-        free(shown);
-    }
-    if (json && rc == 0) {
-        json_t *doc = json_pack("{s:o}", "tokens", arr);
-        char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                      : NULL;
+    if (json) {
+        char *s = json_dumps(doc, TOKENS_JSON_FLAGS);
         if (s)
             puts(s);
         else
             rc = 1;
         free(s);
-        json_decref(doc);
     } else {
-        json_decref(arr);
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(doc, "tokens"), i, o) {
+            char *qs = json_dumps(json_object_get(o, "text"),
+                                  JSON_ENCODE_ANY);
+            printf("%6lld  %6lld %6lld  %s",
+                   (long long)json_integer_value(json_object_get(o, "id")),
+                   (long long)json_integer_value(json_object_get(o, "start")),
+                   (long long)json_integer_value(json_object_get(o, "end")),
+                   qs ? qs : "?");
+            json_t *norm = json_object_get(o, "norm");
+            if (json_is_number(norm))
+                printf("  norm %.6g", json_number_value(norm));
+            else if (norm)
+                printf("  norm -");
+            printf("\n");
+            free(qs);
+        }
     }
-    free(toks);
+    if (rc)
+        fprintf(stderr, "semd tokenize: out of memory\n");
+    json_decref(doc);
     return rc;
 }
 
@@ -145,11 +98,13 @@ int
 cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *vocab = NULL, *merges = NULL, *text = NULL;
-    int json = 0;
+    int json = 0, norms = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--norms")) {
+            norms = 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage_text, stdout);
             return 0;
@@ -173,6 +128,11 @@ cmd_tokenize(int argc, char **argv)
     }
     if ((!model && !vocab) || (model && vocab) || (merges && !vocab)) {
         fputs(usage_text, stderr);
+        return 2;
+    }
+    if (norms && !model) {
+        fprintf(stderr, "semd tokenize: --norms needs a MODEL (a bare "
+                "tokenizer has no rows)\n");
         return 2;
     }
     struct semd_err err = {0};
@@ -202,7 +162,7 @@ cmd_tokenize(int argc, char **argv)
     }
     int rc;
     if (text) {
-        rc = print_tokens(t, text, strlen(text), json);
+        rc = print_tokens(t, norms ? m : NULL, text, strlen(text), json);
     } else {
         size_t len;
         char *in = read_stdin(&len);
@@ -210,7 +170,7 @@ cmd_tokenize(int argc, char **argv)
             fprintf(stderr, "semd tokenize: out of memory\n");
             rc = 1;
         } else {
-            rc = print_tokens(t, in, len, json);
+            rc = print_tokens(t, norms ? m : NULL, in, len, json);
         }
         free(in);
     }

@@ -2,11 +2,13 @@
  * cmd_tokens.c - `semd tokens-report`: the health report of a model's
  * rows (outlying norms, near-duplicate rows, tokens the tokenizer never
  * produces; see semd_tokens_report in semd.h) as a table or as JSON. The
- * JSON is the shape an HTTP route can serve as it is. One thread.
+ * JSON comes from tokens_json.c, as GET /v1/tokens/report serves it. One
+ * thread.
  */
 #include "semd.h"
 
 #include "commands.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -35,107 +37,6 @@ static const char usage_text[] =
 
 /* Room for any row shown by semd_model_display_word. */
 #define SHOWN_MAX (3 * SEMD_MAX_WORD + 1)
-
-/* {"row", "word", and on a tokenizer model "id" and "text"} */
-static json_t *
-row_json(const struct semd_model *m, uint64_t row)
-{
-    json_t *o = json_pack("{s:I, s:s}", "row", (json_int_t)row, "word",
-                          semd_model_word(m, row, NULL));
-    char text[SHOWN_MAX];
-    uint32_t id;
-    if (o && semd_model_tokenizer(m) &&
-        semd_model_display_word(m, row, text, sizeof text, &id) == 0 &&
-        id != UINT32_MAX) {
-        json_object_set_new(o, "id", json_integer(id));
-        json_object_set_new(o, "text", json_string(text));
-    }
-    return o;
-}
-
-static json_t *
-norm_list(const struct semd_model *m, const struct semd_norm_flag *f,
-          size_t n, uint64_t count, int with_z)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = row_json(m, f[i].row);
-        json_object_set_new(o, "norm", json_real(f[i].norm));
-        if (with_z)
-            json_object_set_new(o, "z", json_real(f[i].z));
-        json_array_append_new(a, o);
-    }
-    return json_pack("{s:I, s:o}", "count", (json_int_t)count, "rows", a);
-}
-
-static const char *
-reason_name(int reason)
-{
-    return reason == SEMD_UNREACH_NO_MERGE ? "no_merge" : "split";
-}
-
-static json_t *
-report_json(const struct semd_model *m, const struct semd_tokens_report *r)
-{
-    json_t *norms = json_pack(
-        "{s:s, s:f, s:f, s:f, s:f, s:f, s:o, s:o, s:o}", "method",
-        "robust_z_of_log_norm", "z_limit", r->z_limit, "median",
-        r->norm_median, "log_mad", r->log_norm_mad, "min",
-        (double)r->norm_min, "max", (double)r->norm_max, "zero",
-        norm_list(m, r->zero, r->zero_listed, r->n_zero, 0), "low",
-        norm_list(m, r->low, r->low_listed, r->n_low, 1), "high",
-        norm_list(m, r->high, r->high_listed, r->n_high, 1));
-    json_t *pairs = json_array();
-    for (size_t i = 0; i < r->dups_listed; i++)
-        json_array_append_new(
-            pairs, json_pack("{s:o, s:o, s:f}", "a", row_json(m, r->dups[i].a),
-                             "b", row_json(m, r->dups[i].b), "cosine",
-                             (double)r->dups[i].cosine));
-    json_t *dups = json_pack("{s:s, s:f, s:I, s:I, s:o}", "method",
-                             r->dup_exact ? "exact" : "hashing", "min_cosine",
-                             r->dup_cosine, "scored",
-                             (json_int_t)r->dup_scored, "count",
-                             (json_int_t)r->n_dups, "pairs", pairs);
-    json_t *out = json_pack("{s:I, s:i, s:o, s:o}", "rows",
-                            (json_int_t)r->rows, "dims", (int)r->dims,
-                            "norms", norms, "duplicates", dups);
-    if (!r->has_tokenizer) {
-        json_object_set_new(out, "unreachable", json_null());
-        return out;
-    }
-    const struct semd_tokenizer *t = semd_model_tokenizer(m);
-    json_t *list = json_array();
-    for (size_t i = 0; i < r->unreachable_listed; i++) {
-        const struct semd_unreachable *u = &r->unreachable[i];
-        size_t tl;
-        const char *tok = semd_tokenizer_token(t, u->id, &tl);
-        json_t *ids = json_array();
-        for (uint32_t k = 0; k < u->n_ids && k < SEMD_UNREACH_IDS; k++)
-            json_array_append_new(ids, json_integer(u->ids[k]));
-        json_t *o = json_pack("{s:i, s:s%, s:s, s:I, s:o}", "id", (int)u->id,
-                              "token", tok ? tok : "", tok ? tl : 0,
-                              "reason", reason_name(u->reason), "n_ids",
-                              (json_int_t)u->n_ids, "encodes_to", ids);
-        if (u->row != UINT64_MAX) {
-            char text[SHOWN_MAX];
-            json_object_set_new(o, "row", json_integer((json_int_t)u->row));
-            if (semd_model_display_word(m, u->row, text, sizeof text,
-                                        NULL) == 0)
-                json_object_set_new(o, "text", json_string(text));
-        }
-        json_array_append_new(list, o);
-    }
-    json_object_set_new(
-        out, "unreachable",
-        json_pack("{s:s, s:i, s:I, s:I, s:I, s:o}", "definition",
-                  "tokenizing the token's own bytes does not give that "
-                  "token",
-                  "tokens", (int)r->tokens, "count",
-                  (json_int_t)r->n_unreachable, "no_merge",
-                  (json_int_t)r->n_no_merge, "no_row",
-                  (json_int_t)r->n_no_row, "list", list));
-    return out;
-}
 
 /* A row for people: "#id \" king\"" on a tokenizer model, else the word. */
 static void
@@ -213,7 +114,7 @@ report_text(const struct semd_model *m, const struct semd_tokens_report *r)
         const char *tok = semd_tokenizer_token(t, u->id, NULL);
         json_t *q = json_string(tok ? tok : "");
         char *qs = q ? json_dumps(q, JSON_ENCODE_ANY) : NULL;
-        printf("  #%-6u %-9s %s ->", u->id, reason_name(u->reason),
+        printf("  #%-6u %-9s %s ->", u->id, tokens_unreach_reason(u->reason),
                qs ? qs : "?");
         for (uint32_t k = 0; k < u->n_ids && k < SEMD_UNREACH_IDS; k++)
             printf(" %u", u->ids[k]);
@@ -308,10 +209,8 @@ cmd_tokens_report(int argc, char **argv)
         goto out;
     }
     if (json) {
-        json_t *doc = report_json(m, &r);
-        char *s = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER |
-                                            JSON_REAL_PRECISION(8))
-                      : NULL;
+        json_t *doc = tokens_report_json(m, &r);
+        char *s = doc ? json_dumps(doc, TOKENS_JSON_FLAGS) : NULL;
         if (!s) {
             fprintf(stderr, "semd tokens-report: out of memory\n");
             json_decref(doc);

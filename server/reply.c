@@ -33,6 +33,10 @@ static const struct {
     [ERR_OVERLOADED] = {"overloaded", 429},
     [ERR_SHUTTING_DOWN] = {"shutting_down", 503},
     [ERR_INTERNAL] = {"internal", 500},
+    [ERR_URI_TOO_LONG] = {"uri_too_long", 414},
+    [ERR_HEADERS_TOO_LARGE] = {"headers_too_large", 431},
+    [ERR_BUSY] = {"too_many_connections", 503},
+    [ERR_NOT_SUPPORTED] = {"not_supported", 409},
 };
 
 int

@@ -28,7 +28,15 @@ struct config {
     uint32_t max_k;
     uint32_t max_batch;   /* queries in one POST and in one scoring batch */
     unsigned max_connections;
+    unsigned max_per_ip;  /* connections from one client address; 0: any */
     unsigned timeout;     /* seconds a connection may stay idle */
+    unsigned request_timeout; /* seconds one request may take in all */
+    size_t max_url;       /* bytes of the request target */
+    size_t max_header_bytes; /* bytes of all request header lines */
+    unsigned max_headers; /* request header lines */
+    size_t max_expr;      /* bytes of one expression (q=, expr) */
+    char *tls_cert;       /* PEM files; both or neither */
+    char *tls_key;
     size_t cache_size;    /* entries of the result cache; 0: off */
     char *token_file;
     char *read_token_file;
@@ -48,6 +56,7 @@ struct config {
     double alpha;
     uint64_t max_backlog_records;
     uint64_t max_backlog_bytes;
+    double index_rebuild_interval; /* seconds between index builds */
     char *follow;         /* --follow DIR: a read-only replica, no model */
 };
 
@@ -57,6 +66,12 @@ struct config {
 int config_parse(struct config *c, int argc, char **argv);
 /* Reads the token files, refusing ones others can read. */
 int config_load_tokens(struct config *c, struct semd_err *err);
+/* Reads --tls-cert and --tls-key into malloc'd, NUL-terminated PEM text
+ * (*cert, *key: NULL when TLS is off), refusing a key file that group or
+ * others can read or write, and files that hold no PEM block. The caller
+ * frees both, wiping the key first. */
+int config_read_tls(const struct config *c, char **cert, char **key,
+                    struct semd_err *err);
 void config_release(struct config *c);
 
 /* ------------------------------------------------------------------- log.c */
@@ -118,6 +133,10 @@ enum api_error {
     ERR_OVERLOADED,
     ERR_SHUTTING_DOWN,
     ERR_INTERNAL,
+    ERR_URI_TOO_LONG,
+    ERR_HEADERS_TOO_LARGE,
+    ERR_BUSY,
+    ERR_NOT_SUPPORTED, /* the served model cannot do it (no tokenizer) */
     ERR_COUNT
 };
 
@@ -290,6 +309,34 @@ void api_reload(struct api_req *rq, struct api_reply *rp);
 
 void api_project(struct api_req *rq, struct api_reply *rp);
 
+/* -------------------------------------------------------- tokens_json.c */
+
+/* How the JSON below is serialised by `semd tokens-report --json` and GET
+ * /v1/tokens/report, so both print the same bytes. */
+#define TOKENS_JSON_FLAGS \
+    (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8))
+
+/* The tokens of len bytes of text by t, in *out (a new reference):
+ * {"tokens": [{"id", "text", "token", "start", "end"}], "count"}: text is
+ * the token's bytes as UTF-8 (U+FFFD for a byte of a split character),
+ * token its byte-level form, [start, end) the bytes of text it covers.
+ * With m (the model carrying t; NULL: none) each token also gets "norm",
+ * the norm of its row (null when m has no row for it). */
+int tokens_json(const struct semd_tokenizer *t, const struct semd_model *m,
+                const char *text, size_t len, json_t **out,
+                struct semd_err *err);
+/* The token health report of m as one object (see semd_tokens_report), a
+ * new reference; NULL when out of memory. */
+json_t *tokens_report_json(const struct semd_model *m,
+                           const struct semd_tokens_report *r);
+/* "no_merge" or "split". */
+const char *tokens_unreach_reason(int reason);
+
+/* ------------------------------------------------------------ api_tokens.c */
+
+void api_tokenize(struct api_req *rq, struct api_reply *rp);
+void api_tokens_report(struct api_req *rq, struct api_reply *rp);
+
 /* ---------------------------------------------------------- trainer.c */
 
 /* The online trainer of `semd serve --train`: a journal of posted text,
@@ -302,11 +349,13 @@ struct online;
  * from o) and *version its version. */
 int online_new(struct online **out, const struct config *cfg,
                const char **model, uint64_t *version, struct semd_err *err);
-/* After the first snapshot is published: opens the journal, starts the
- * trainer from the current snapshot and replays the journal after the
- * persisted position. */
+/* Publishes the first snapshot, opens the journal, starts the trainer
+ * from that snapshot and replays the journal after the persisted
+ * position; with an approximate --index, starts the thread that builds
+ * it for the versions published (see trainer.c), keeping *index_state
+ * (may be NULL) up to date. */
 int online_start(struct online *o, struct semd_holder *holder,
-                 struct semd_err *err);
+                 atomic_int *index_state, struct semd_err *err);
 /* Stops the thread, persists what was trained, frees o. Accepts NULL. */
 void online_free(struct online *o);
 
@@ -339,11 +388,55 @@ void api_page(struct api_req *rq, struct api_reply *rp);
 /* ---------------------------------------------------------------- http.c */
 
 struct http;
-/* Starts listening; *port gets the bound port (useful with port 0). */
+/* Starts listening; *port gets the bound port (useful with port 0). With
+ * --tls-cert and --tls-key it serves HTTPS. */
 int http_start(struct http **out, struct server *srv, int *port,
                struct semd_err *err);
 /* Stops accepting, waits up to grace_ms for in-flight requests, stops. */
 void http_stop(struct http *h, unsigned grace_ms);
+
+/* One request without a socket: the steps a request that arrives over a
+ * connection goes through (limits on the target and headers, routing,
+ * auth, content type, body limit, query arguments, JSON, snapshot,
+ * handler, batcher, reply), in the same functions of http.c. For tests
+ * and fuzzing. It counts the request in the metrics but writes no
+ * access-log line. */
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
+struct http_request {
+    const char *method;
+    const char *path;  /* as sent: percent-encoded, no '?' */
+    const char *query; /* what follows '?', as sent; NULL: no '?' */
+    const struct http_header *headers;
+    size_t n_headers;
+    const char *body;  /* the body as it arrives; a missing Content-Length
+                          header is taken to be body_len */
+    size_t body_len;
+};
+
+#define HTTP_REPLY_HEADERS 12 /* name, value pairs, besides Content-Type */
+
+struct http_response {
+    int status;
+    const char *content_type; /* static */
+    char *body;               /* owned: http_response_release */
+    size_t len;
+    const char *headers[2 * HTTP_REPLY_HEADERS + 1]; /* NULL-terminated;
+                                 static or in this struct */
+    char id[32], allow[32];   /* storage for header values */
+    int body_static;          /* body is a static string */
+};
+
+/* Runs req through the server and fills *out (release it with
+ * http_response_release). Returns 0, or SEMD_ENOMEM when even the request
+ * context could not be allocated (*out is then a 500). Any thread; a
+ * request a handler defers waits here for the batcher. */
+int http_dispatch(struct server *srv, const struct http_request *req,
+                  struct http_response *out);
+void http_response_release(struct http_response *r);
 
 /* -------------------------------------------------------------- follow.c */
 
