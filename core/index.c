@@ -670,6 +670,11 @@ build_index(struct semd_index *ix, const struct semd_index_opts *o,
     int last = -1;
     for (uint64_t r0 = 0; r0 < ix->rows; r0 += ADD_CHUNK) {
         uint64_t n = ix->rows - r0 < ADD_CHUNK ? ix->rows - r0 : ADD_CHUNK;
+        if (o && o->cancel && o->cancel(o->cancel_arg)) {
+            rc = semd_err_set(err, SEMD_ESHUTDOWN, "index %s: build "
+                              "cancelled", ix->factory);
+            goto out;
+        }
         unit_rows(ix, r0, n, 1, buf);
         if ((rc = fcheck(faiss_Index_add(ix->fi, (idx_t)n, buf), err,
                          "adding rows to the index")))

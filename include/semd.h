@@ -202,6 +202,10 @@ struct semd_index_opts {
     int threads;         /* threads for building; 0: all cores */
     int progress;        /* nonzero: progress lines on stderr while building */
     int rebuild;         /* nonzero: ignore a saved index */
+    /* not NULL: asked between chunks of rows while building; nonzero
+     * stops the build (SEMD_ESHUTDOWN) */
+    int (*cancel)(void *arg);
+    void *cancel_arg;
 };
 
 struct semd_hit {

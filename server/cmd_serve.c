@@ -238,7 +238,8 @@ cmd_serve(int argc, char **argv)
         batcher_start(&srv.batcher, cfg.threads, cfg.max_batch, &err) != 0 ||
         cache_new(&srv.cache, cfg.cache_size, &err) != 0 ||
         (cfg.follow && follow_start(&srv.follow, &srv, &err) != 0) ||
-        (srv.online && online_start(srv.online, srv.holder, &err) != 0) ||
+        (srv.online &&
+         online_start(srv.online, srv.holder, &srv.index_state, &err) != 0) ||
         http_start(&h, &srv, &port, &err) != 0) {
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;

@@ -78,6 +78,10 @@ static const struct opt opts[] = {
      "--train: posts waiting to be trained before 429", 1, 1ll << 40},
     {"max-backlog-bytes", OPT_SIZE, "256M", "BYTES",
      "--train: text waiting to be trained before 429", 1, 1ll << 50},
+    {"index-rebuild-interval", OPT_NUM, "60", "SECONDS",
+     "--train with an approximate --index: rebuild it for the newest "
+     "version at most this often (changed rows are scanned meanwhile)", 0,
+     86400 * 7},
     {"follow", OPT_STR, "", "DIR",
      "serve, read-only, the snapshots a trainer persists to DIR (no MODEL)",
      0, 0},
@@ -189,6 +193,8 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
             c->publish_interval = d;
         else if (!strcmp(o->name, "persist-interval"))
             c->persist_interval = d;
+        else if (!strcmp(o->name, "index-rebuild-interval"))
+            c->index_rebuild_interval = d;
         else if (!strcmp(o->name, "sample"))
             c->sample = d;
         else if (!strcmp(o->name, "alpha"))

@@ -26,16 +26,33 @@
  *  - versions only grow, also across restarts: a new version is above
  *    every file left in snapshots/.
  *
- * Publishing writes the next snapshot file, maps it, builds its exact
- * index and hands the snapshot to the holder; requests in flight keep
- * theirs. Persisting makes the newest published file current (CURRENT)
- * and trims the journal. The last RETAIN published snapshots stay
- * referenced for drift queries.
+ * Publishing writes the next snapshot file, maps it, builds its index
+ * and hands the snapshot to the holder; requests in flight keep theirs.
+ * Persisting makes the newest published file current (CURRENT) and trims
+ * the journal. The last RETAIN published snapshots stay referenced for
+ * drift queries.
+ *
+ * The approximate index (--index other than Flat): building one takes
+ * seconds to minutes, so a publish never waits for it. A builder thread
+ * (at nice 10) builds the index of the newest published version, saved
+ * beside its file; that snapshot becomes the base. A version published
+ * while no base exists is answered by the exact index; one published
+ * after gets a delta index over the base (the base's approximate index
+ * for rows that did not change since, an exact scan of the changed and
+ * new rows, see semd_index_open_delta). When a build ends, the current
+ * version is swapped in place (semd_holder_replace: same version, other
+ * index) for the base itself, or for a delta over the new base when
+ * newer versions came meanwhile. At most one build runs; versions
+ * published during a build are never built (the next build takes the
+ * newest), and builds start at least --index-rebuild-interval seconds
+ * apart. Stopping cancels a running build between chunks of rows.
  *
  * Threads: the trainer thread alone uses the trainer, the reader and the
- * publish state; request threads append to the journal (which locks
- * inside), read the counters and the retained snapshots under o->lock,
- * and read the trainer's statistics (which it locks itself).
+ * publish state; the builder thread alone builds; the base and the build
+ * figures are under o->lock. Request threads append to the journal
+ * (which locks inside), read the counters and the retained snapshots
+ * under o->lock, and read the trainer's statistics (which it locks
+ * itself).
  */
 #define _GNU_SOURCE
 #include "serve.h"
@@ -48,7 +65,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +105,19 @@ struct online {
     char last_error[300];
     struct semd_snapshot *kept[RETAIN]; /* oldest first */
     size_t n_kept;
+
+    /* the approximate index (NULL factory: exact only); see the top */
+    const char *factory;
+    atomic_int *index_state; /* the server's enum index_state, or NULL */
+    pthread_t builder;
+    int builder_running;
+    pthread_cond_t build_cond;   /* wakes the builder; under lock */
+    struct semd_snapshot *base;  /* newest version with its own index */
+    uint64_t build_want;         /* newest published version */
+    uint64_t building;           /* version being built, 0: none */
+    uint64_t builds, build_failures;
+    double last_build_end, last_build_seconds;
+    char build_error[SEMD_ERR_MSG];
 
     /* the trainer thread's own */
     uint64_t words_since_publish;
@@ -239,6 +271,9 @@ online_new(struct online **out, const struct config *cfg, const char **model,
     o->cfg = cfg;
     pthread_mutex_init(&o->lock, NULL);
     pthread_cond_init(&o->cond, NULL);
+    pthread_cond_init(&o->build_cond, NULL);
+    if (cfg->index && *cfg->index && strcmp(cfg->index, "Flat") != 0)
+        o->factory = cfg->index;
     if (strlen(cfg->data_dir) >= sizeof o->dir - 32) {
         online_free(o);
         return semd_err_set(err, SEMD_EINVAL, "data directory '%s' is too "
@@ -331,7 +366,14 @@ publish(struct online *o, struct semd_err *err)
     io.factory = "Flat";
     if ((rc = semd_model_open(&m, path, err)) != 0)
         goto fail;
-    if ((rc = semd_index_open(&ix, m, &io, err)) != 0)
+    /* the newest built approximate index answers the rows it knows */
+    pthread_mutex_lock(&o->lock);
+    struct semd_snapshot *base = semd_snapshot_acquire(o->base);
+    pthread_mutex_unlock(&o->lock);
+    rc = base ? semd_index_open_delta(&ix, m, base, err)
+              : semd_index_open(&ix, m, &io, err);
+    semd_snapshot_release(base);
+    if (rc)
         goto fail;
     if ((rc = semd_snapshot_new(&s, m, ix, v, err)) != 0)
         goto fail;
@@ -351,9 +393,18 @@ publish(struct online *o, struct semd_err *err)
     o->published_seq = o->trained_seq;
     o->last_publish = now();
     o->publishes++;
+    if (o->factory) {
+        o->build_want = v;
+        if (o->index_state && o->base)
+            atomic_store(o->index_state, INDEX_LOADING);
+        pthread_cond_signal(&o->build_cond);
+    }
     pthread_mutex_unlock(&o->lock);
     log_info("msg=published version=%" PRIu64 " journal_seq=%" PRIu64
-             " rows=%" PRIu64, v, o->trained_seq, semd_trainer_rows(o->t));
+             " rows=%" PRIu64 " index=%s delta_rows=%" PRIu64, v,
+             o->trained_seq, semd_trainer_rows(o->t),
+             semd_index_factory(semd_snapshot_index(s)),
+             semd_index_delta_rows(semd_snapshot_index(s)));
     return SEMD_OK;
 fail:
     semd_index_close(ix);
@@ -606,11 +657,212 @@ out:
     return NULL;
 }
 
+/* ------------------------------------------------ the approximate index */
+
+static int
+build_cancelled(void *arg)
+{
+    return stopping(arg);
+}
+
+/* Makes the current version answer through base b: b itself when it is
+ * the current version, else a delta index over b of the current
+ * version's file, mapped again (the pages are shared). Retries while the
+ * trainer publishes newer versions meanwhile. Builder thread. */
+static void
+swap_in(struct online *o, struct semd_snapshot *b)
+{
+    for (int tries = 0; tries < 100 && !stopping(o); tries++) {
+        struct semd_snapshot *cur = semd_holder_acquire(o->holder);
+        if (!cur)
+            return;
+        uint64_t cv = semd_snapshot_version(cur);
+        const struct semd_index *cix = semd_snapshot_index(cur);
+        struct semd_err e = {0};
+        int rc;
+        if (cv == semd_snapshot_version(b)) {
+            semd_snapshot_release(cur);
+            rc = semd_holder_replace(o->holder, semd_snapshot_acquire(b),
+                                     &e);
+        } else if (cv < semd_snapshot_version(b) ||
+                   semd_index_delta_base(cix) == b) {
+            /* older (cannot be) or already over b: nothing to do */
+            semd_snapshot_release(cur);
+            return;
+        } else {
+            struct semd_model *m = NULL;
+            struct semd_index *ix = NULL;
+            struct semd_snapshot *s = NULL;
+            rc = semd_model_open(&m, semd_model_path(
+                                         semd_snapshot_model(cur)), &e);
+            semd_snapshot_release(cur);
+            if (rc == 0 &&
+                (rc = semd_index_open_delta(&ix, m, b, &e)) == 0 &&
+                (rc = semd_snapshot_new(&s, m, ix, cv, &e)) == 0) {
+                m = NULL;
+                ix = NULL;
+                rc = semd_holder_replace(o->holder, s, &e);
+            }
+            semd_index_close(ix);
+            semd_model_close(m);
+        }
+        if (rc == 0) {
+            const struct semd_index *nix;
+            struct semd_snapshot *now_s = semd_holder_acquire(o->holder);
+            nix = semd_snapshot_index(now_s);
+            log_info("msg=\"index swapped in\" version=%" PRIu64
+                     " index=%s delta_rows=%" PRIu64,
+                     semd_snapshot_version(now_s), semd_index_factory(nix),
+                     semd_index_delta_rows(nix));
+            if (o->index_state)
+                atomic_store(o->index_state, semd_index_delta_base(nix)
+                                                 ? INDEX_LOADING
+                                                 : INDEX_READY);
+            semd_snapshot_release(now_s);
+            return;
+        }
+        if (rc != SEMD_EBUSY) {
+            set_error(o, "index swap failed", e.msg);
+            return;
+        }
+        /* a newer version came in between: answer that one */
+    }
+}
+
+/* Builds the approximate index of the current version; 0 and *out (a
+ * snapshot of a second mapping of its file with the index), else the
+ * error. Builder thread. */
+static int
+build_one(struct online *o, struct semd_snapshot **out, struct semd_err *err)
+{
+    struct semd_snapshot *cur = semd_holder_acquire(o->holder);
+    if (!cur)
+        return semd_err_set(err, SEMD_EINVAL, "no snapshot to index");
+    uint64_t v = semd_snapshot_version(cur);
+    struct semd_model *m = NULL;
+    struct semd_index *ix = NULL;
+    struct semd_index_opts io = {0};
+    io.factory = o->factory;
+    io.cancel = build_cancelled;
+    io.cancel_arg = o;
+    int rc = semd_model_open(&m, semd_model_path(semd_snapshot_model(cur)),
+                             err);
+    semd_snapshot_release(cur);
+    pthread_mutex_lock(&o->lock);
+    o->building = v;
+    pthread_mutex_unlock(&o->lock);
+    if (rc == 0 && (rc = semd_index_open(&ix, m, &io, err)) == 0 &&
+        (rc = semd_snapshot_new(out, m, ix, v, err)) == 0)
+        return SEMD_OK;
+    semd_index_close(ix);
+    semd_model_close(m);
+    return rc;
+}
+
+/* The builder thread; see the top of the file. */
+static void *
+build_main(void *arg)
+{
+    struct online *o = arg;
+    /* requests and training come first; FAISS's threads inherit it */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        log_info("msg=\"index builder keeps normal priority\"");
+    pthread_mutex_lock(&o->lock);
+    for (;;) {
+        if (o->stop)
+            break;
+        uint64_t have = o->base ? semd_snapshot_version(o->base) : 0;
+        double wait = o->last_build_end
+                          ? o->last_build_end +
+                                o->cfg->index_rebuild_interval - now()
+                          : 0;
+        if (o->build_want <= have) {
+            pthread_cond_wait(&o->build_cond, &o->lock);
+            continue;
+        }
+        if (wait > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long long ns = (long long)ts.tv_nsec + (long long)(wait * 1e9);
+            ts.tv_sec += (time_t)(ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            pthread_cond_timedwait(&o->build_cond, &o->lock, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&o->lock);
+        double t0 = now();
+        struct semd_snapshot *b = NULL;
+        struct semd_err e = {0};
+        int rc = build_one(o, &b, &e);
+        pthread_mutex_lock(&o->lock);
+        o->building = 0;
+        o->last_build_end = now();
+        o->last_build_seconds = o->last_build_end - t0;
+        if (rc == SEMD_ESHUTDOWN && o->stop)
+            break;
+        if (rc) {
+            o->build_failures++;
+            snprintf(o->build_error, sizeof o->build_error, "%s", e.msg);
+            if (o->index_state)
+                atomic_store(o->index_state, INDEX_FAILED);
+            pthread_mutex_unlock(&o->lock);
+            char q[600] = "";
+            log_quote(q, sizeof q, e.msg);
+            log_error("msg=\"index build failed; the exact index keeps "
+                      "answering changed rows\" index=%s error=%s",
+                      o->factory, q);
+            pthread_mutex_lock(&o->lock);
+            continue;
+        }
+        o->builds++;
+        o->build_error[0] = 0;
+        struct semd_snapshot *old = o->base;
+        o->base = b;
+        double secs = o->last_build_seconds;
+        pthread_mutex_unlock(&o->lock);
+        semd_snapshot_release(old);
+        log_info("msg=\"index built\" index=%s version=%" PRIu64
+                 " loaded=%d seconds=%.1f", o->factory,
+                 semd_snapshot_version(b),
+                 semd_index_loaded(semd_snapshot_index(b)), secs);
+        swap_in(o, b);
+        pthread_mutex_lock(&o->lock);
+    }
+    pthread_mutex_unlock(&o->lock);
+    return NULL;
+}
+
+static json_t *
+index_json(struct online *o)
+{
+    /* under o->lock */
+    struct semd_snapshot *cur = semd_holder_acquire(o->holder);
+    const struct semd_index *ix = cur ? semd_snapshot_index(cur) : NULL;
+    json_t *j = json_pack(
+        "{s:s, s:s?, s:I, s:o, s:o, s:I, s:I, s:f, s:s?}", "requested",
+        o->factory ? o->factory : "Flat", "serving",
+        ix ? semd_index_factory(ix) : NULL, "delta_rows",
+        (json_int_t)(ix ? semd_index_delta_rows(ix) : 0), "built_version",
+        o->base ? json_integer((json_int_t)semd_snapshot_version(o->base))
+                : json_null(),
+        "building_version",
+        o->building ? json_integer((json_int_t)o->building) : json_null(),
+        "builds", (json_int_t)o->builds, "build_failures",
+        (json_int_t)o->build_failures, "last_build_seconds",
+        o->last_build_seconds, "build_error",
+        o->build_error[0] ? o->build_error : NULL);
+    semd_snapshot_release(cur);
+    return j;
+}
+
 int
 online_start(struct online *o, struct semd_holder *holder,
-             struct semd_err *err)
+             atomic_int *index_state, struct semd_err *err)
 {
     o->holder = holder;
+    o->index_state = index_state;
+    if (o->factory && index_state)
+        atomic_store(index_state, INDEX_LOADING);
     /* the first snapshot, exact: trained versions follow it */
     struct semd_model *m = NULL;
     struct semd_index *ix = NULL;
@@ -690,6 +942,18 @@ online_start(struct online *o, struct semd_holder *holder,
         return semd_err_set(err, SEMD_ENOMEM, "cannot start the trainer "
                             "thread");
     o->running = 1;
+    if (o->factory) {
+        /* the first version's index too: saved beside the file, it loads */
+        pthread_mutex_lock(&o->lock);
+        o->build_want = o->start_version;
+        pthread_mutex_unlock(&o->lock);
+        if (pthread_create(&o->builder, NULL, build_main, o) != 0)
+            return semd_err_set(err, SEMD_ENOMEM, "cannot start the index "
+                                "builder thread");
+        o->builder_running = 1;
+        log_info("msg=\"building the index in the background\" index=%s",
+                 o->factory);
+    }
     return SEMD_OK;
 }
 
@@ -698,19 +962,26 @@ online_free(struct online *o)
 {
     if (!o)
         return;
-    if (o->running) {
+    if (o->running || o->builder_running) {
         pthread_mutex_lock(&o->lock);
         o->stop = 1;
         pthread_cond_signal(&o->cond);
+        pthread_cond_signal(&o->build_cond);
         pthread_mutex_unlock(&o->lock);
-        pthread_join(o->thread, NULL);
     }
+    /* the builder first: a running build stops between chunks */
+    if (o->builder_running)
+        pthread_join(o->builder, NULL);
+    if (o->running)
+        pthread_join(o->thread, NULL);
+    semd_snapshot_release(o->base);
     semd_journal_reader_close(o->rd);
     semd_trainer_free(o->t);
     semd_journal_close(o->j);
     for (size_t i = 0; i < o->n_kept; i++)
         semd_snapshot_release(o->kept[i]);
     pthread_cond_destroy(&o->cond);
+    pthread_cond_destroy(&o->build_cond);
     pthread_mutex_destroy(&o->lock);
     free(o);
 }
@@ -816,6 +1087,8 @@ online_status(struct online *o)
         iso_or_null(o->last_persist), "publishes", (json_int_t)o->publishes,
         "persists", (json_int_t)o->persists, "retained_versions", versions,
         "last_error", o->last_error[0] ? o->last_error : NULL);
+    if (r && started)
+        json_object_set_new(r, "index", index_json(o));
     pthread_mutex_unlock(&o->lock);
     return r;
 }
