@@ -147,9 +147,13 @@ $(BUILD)/libfaiss_ip.a: $(FAISS_A)
 $(BUILD)/semd: $(SERVER_OBJ) $(BUILD)/libsemd.a $(FAISS_C_LIB:-l%=)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(BUILD)/libsemd.a $(LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/util.o $(BUILD)/libsemd.a
+# Every test program links the helpers (util.c) and the end-to-end harness
+# (daemon.c).
+TEST_UTIL := $(BUILD)/obj/tests/util.o $(BUILD)/obj/tests/daemon.o
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL) $(BUILD)/libsemd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/util.o \
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_UTIL) \
 		$(BUILD)/libsemd.a $(LIBS) -lcmocka
 
 $(FAISS_DIR)/libfaiss_c.a:

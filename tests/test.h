@@ -53,4 +53,11 @@ int t_run(const char *cmd, char **out);
 /* Path of the built semd binary. */
 const char *t_semd(void);
 
+/* Monotonic clock in seconds. */
+double t_now(void);
+
+/* How much longer than usual a wait may take: $SEMD_TEST_TIME_SCALE
+ * (the sanitizer targets set it), at least 1. Multiply waits by it. */
+double t_scale(void);
+
 #endif

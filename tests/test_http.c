@@ -1,8 +1,8 @@
 /*
  * test_http.c - end-to-end tests of `semd serve`: the built binary runs as
  * a child process on the 20k-word fixture, listening on 127.0.0.1 port 0;
- * the tests talk plain HTTP/1.1 to it over loopback with the small client
- * below.
+ * the tests talk plain HTTP/1.1 to it over loopback through the harness in
+ * daemon.c.
  *
  * Cases are data where they can be: tests/http/cases/<name>/request holds
  * a raw HTTP request and .../expect the expected status and JSON fields
@@ -11,14 +11,10 @@
  * against openapi.yaml at the end.
  */
 #define _GNU_SOURCE /* strcasestr */
-#include "test.h"
+#include "daemon.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,129 +23,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define WRITE_TOKEN "w-0123456789abcdef"
 #define READ_TOKEN "r-fedcba9876543210"
+#define AUTH(token) "Authorization: Bearer " token "\r\n"
 
-struct daemon {
-    pid_t pid;
-    int port;
-    char log[512];
-};
+static struct t_daemon main_d; /* write token set, reads open */
+static FILE *contract;         /* JSONL of every response */
 
-static struct daemon main_d; /* write token set, reads open */
-static const char *model_path; /* start() serves this, NULL: the fixture */
-static FILE *contract;       /* JSONL of every response */
-
-/* ---------------------------------------------------------------- client */
-
-struct resp {
-    int status;
-    char headers[4096];
-    char *body;
-    size_t len;
-    json_t *json; /* parsed body when it is JSON */
-};
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof *r);
-}
-
-static double
-now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int
-dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static int
-send_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Reads one response from fd. 0 on success, -1 if the connection closed
- * or timed out before a whole response arrived. */
-static int
-read_resp(int fd, struct resp *r)
-{
-    size_t cap = 8192, len = 0, hl = 0; /* hl: header bytes, then CRLFCRLF */
-    char *buf = malloc(cap);
-    long clen = -1;
-    memset(r, 0, sizeof *r);
-    for (;;) {
-        if (hl && len >= hl + 4 + (size_t)clen)
-            break;
-        if (cap - len < 4096)
-            buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + len, cap - len - 1, 0);
-        if (k <= 0) {
-            free(buf);
-            return -1;
-        }
-        len += (size_t)k;
-        buf[len] = 0;
-        char *end;
-        if (!hl && (end = strstr(buf, "\r\n\r\n"))) {
-            const char *cl = strcasestr(buf, "\r\nContent-Length:");
-            clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : -1;
-            if (clen < 0) {
-                free(buf);
-                return -1;
-            }
-            hl = (size_t)(end - buf);
-        }
-    }
-    r->status = atoi(buf + 9);
-    snprintf(r->headers, sizeof r->headers, "%.*s", (int)hl, buf);
-    r->len = (size_t)clen;
-    r->body = malloc(r->len + 1);
-    memcpy(r->body, buf + hl + 4, r->len);
-    r->body[r->len] = 0;
-    free(buf);
-    if (strcasestr(r->headers, "Content-Type: application/json"))
-        r->json = json_loadb(r->body, r->len, 0, NULL);
-    return 0;
-}
+#define at t_json_at
+#define str_at t_json_str
 
 /* Appends (method, path, status, content type, body) for the contract
- * test. */
+ * test: the harness calls it with every response. */
 static void
-record(const char *method, const char *target, const struct resp *r)
+record(const char *method, const char *target, const struct t_resp *r)
 {
     if (!contract)
         return;
@@ -158,7 +47,7 @@ record(const char *method, const char *target, const struct resp *r)
     char *q = strchr(path, '?');
     if (q)
         *q = 0;
-    const char *ct = strcasestr(r->headers, "\r\nContent-Type:");
+    const char *ct = strcasestr(r->head, "\r\nContent-Type:");
     char ctype[128] = "";
     if (ct)
         sscanf(ct + 15, " %127[^\r]", ctype);
@@ -174,97 +63,19 @@ record(const char *method, const char *target, const struct resp *r)
     json_decref(o);
 }
 
-/* Sends raw request bytes on a new connection and reads the reply. */
-static int
-raw(int port, const char *req, size_t n, struct resp *r)
-{
-    int fd = dial(port);
-    if (fd < 0)
-        return -1;
-    send_all(fd, req, n);
-    int rc = read_resp(fd, r);
-    close(fd);
-    if (rc == 0) {
-        char method[16] = "", target[2048] = "";
-        sscanf(req, "%15s %2047s", method, target);
-        record(method, target, r);
-    }
-    return rc;
-}
-
-static int
-request(int port, const char *method, const char *target, const char *ctype,
-        const char *body, const char *token, struct resp *r)
-{
-    size_t bl = body ? strlen(body) : 0;
-    size_t cap = 4096 + bl + strlen(target);
-    char *req = malloc(cap);
-    int n = snprintf(req, cap,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Connection: close\r\n%s%s%s%s%s",
-                     method, target, ctype ? "Content-Type: " : "",
-                     ctype ? ctype : "", ctype ? "\r\n" : "",
-                     token ? "Authorization: Bearer " : "",
-                     token ? token : "");
-    if (token)
-        n += snprintf(req + n, cap - (size_t)n, "\r\n");
-    if (body)
-        n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n",
-                      bl);
-    n += snprintf(req + n, cap - (size_t)n, "\r\n");
-    if (body)
-        memcpy(req + n, body, bl);
-    int rc = raw(port, req, (size_t)n + bl, r);
-    free(req);
-    return rc;
-}
-
 static void
-get(const char *target, struct resp *r)
+get(const char *target, struct t_resp *r)
 {
-    if (request(main_d.port, "GET", target, NULL, NULL, NULL, r) != 0)
+    if (t_get(main_d.port, target, r) != 0)
         fail_msg("GET %s: no response", target);
 }
 
 static void
-post(const char *target, const char *body, struct resp *r)
+post(const char *target, const char *body, struct t_resp *r)
 {
-    if (request(main_d.port, "POST", target, "application/json", body, NULL,
-                r) != 0)
+    if (t_request(main_d.port, "POST", target, "application/json", body,
+                  strlen(body), NULL, r) != 0)
         fail_msg("POST %s: no response", target);
-}
-
-/* The value at a path such as result.neighbors[0].word. */
-static json_t *
-at(json_t *v, const char *path)
-{
-    char key[256];
-    const char *p = path;
-    while (v && *p) {
-        if (*p == '.') {
-            p++;
-            continue;
-        }
-        if (*p == '[') {
-            char *e;
-            long i = strtol(p + 1, &e, 10);
-            v = json_array_get(v, (size_t)i);
-            p = e + 1;
-            continue;
-        }
-        size_t n = strcspn(p, ".[");
-        snprintf(key, sizeof key, "%.*s", (int)n, p);
-        v = json_object_get(v, key);
-        p += n;
-    }
-    return v;
-}
-
-static const char *
-str_at(json_t *v, const char *path)
-{
-    const char *s = json_string_value(at(v, path));
-    return s ? s : "(none)";
 }
 
 /* Whether the list at path holds an object whose "word" is word. */
@@ -279,105 +90,16 @@ has_word(json_t *v, const char *path, const char *word)
     return 0;
 }
 
-/* ---------------------------------------------------------------- daemon */
-
 static int
 healthy(int port)
 {
-    struct resp r;
-    if (request(port, "GET", "/v1/health", NULL, NULL, NULL, &r) != 0)
+    struct t_resp r;
+    if (t_get(port, "/v1/health", &r) != 0)
         return 0;
     int ok = r.status == 200 && !strcmp(str_at(r.json, "result.status"),
                                         "ok");
-    resp_free(&r);
+    t_resp_free(&r);
     return ok;
-}
-
-/* Starts semd serve with extra flags; waits until it is ready. Returns 0,
- * or the exit status when it stopped at once (flags refused). */
-static int
-start(struct daemon *d, const char *name, const char *const *flags)
-{
-    int out[2];
-    if (pipe(out) != 0)
-        fail_msg("pipe: %s", strerror(errno));
-    snprintf(d->log, sizeof d->log, "%s", t_path(name));
-    const char *argv[32];
-    int n = 0;
-    argv[n++] = t_semd();
-    argv[n++] = "serve";
-    argv[n++] = model_path ? model_path : t_fixture();
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    for (int i = 0; flags && flags[i]; i++)
-        argv[n++] = flags[i];
-    argv[n] = NULL;
-    d->pid = fork();
-    if (d->pid == 0) {
-        dup2(out[1], 1);
-        int e = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (e >= 0)
-            dup2(e, 2);
-        close(out[0]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
-    FILE *f = fdopen(out[0], "r");
-    char line[256];
-    d->port = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "semd: listening on http://127.0.0.1:%d",
-                   &d->port) == 1)
-            break;
-    fclose(f);
-    if (!d->port) {
-        int st;
-        waitpid(d->pid, &st, 0);
-        d->pid = 0;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-    }
-    for (double t0 = now_s(); now_s() - t0 < 60;) {
-        struct resp r;
-        if (request(d->port, "GET", "/v1/ready", NULL, NULL, NULL, &r) == 0) {
-            int st = r.status;
-            resp_free(&r);
-            if (st == 200)
-                return 0;
-        }
-        usleep(20 * 1000);
-    }
-    fail_msg("semd serve did not become ready; log in %s", d->log);
-    return -1;
-}
-
-static int
-stop(struct daemon *d, int sig)
-{
-    if (!d->pid)
-        return -1;
-    kill(d->pid, sig);
-    int st = 0;
-    for (double t0 = now_s(); now_s() - t0 < 20;) {
-        if (waitpid(d->pid, &st, WNOHANG) == d->pid) {
-            d->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        usleep(10 * 1000);
-    }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, &st, 0);
-    d->pid = 0;
-    return -2;
-}
-
-static const char *
-token_file(const char *name, const char *token, mode_t mode)
-{
-    const char *p = t_path(name);
-    t_write_file(p, token, strlen(token));
-    chmod(p, mode);
-    return p;
 }
 
 static int
@@ -385,12 +107,14 @@ setup(void **state)
 {
     (void)state;
     contract = fopen(t_path("contract.jsonl"), "w");
-    const char *flags[] = {"--threads", "2", "--timeout", "2",
+    t_set_resp_hook(record);
+    const char *flags[] = {t_fixture(), "--threads", "2", "--timeout", "2",
                            "--token-file",
-                           token_file("write.token", WRITE_TOKEN "\n", 0600),
+                           t_token_file("write.token", WRITE_TOKEN "\n",
+                                        0600),
                            "--max-body", "65536", "--max-k", "500",
                            "--max-batch", "64", NULL};
-    return start(&main_d, "main.log", flags);
+    return t_daemon_start(&main_d, "main.log", flags);
 }
 
 static int
@@ -398,7 +122,7 @@ teardown(void **state)
 {
     (void)state;
     if (main_d.pid)
-        stop(&main_d, SIGKILL);
+        t_daemon_stop(&main_d, SIGKILL);
     if (contract)
         fclose(contract);
     contract = NULL;
@@ -459,7 +183,7 @@ build_request(const char *file, size_t flen, size_t *n)
 }
 
 static int
-check_expect(const char *name, const char *expect, const struct resp *r)
+check_expect(const char *name, const char *expect, const struct t_resp *r)
 {
     int ok = 1;
     char *e = strdup(expect);
@@ -474,7 +198,7 @@ check_expect(const char *name, const char *expect, const struct resp *r)
         } else if (!strcmp(op, "header")) {
             char want[512];
             snprintf(want, sizeof want, "%s %s", path, arg);
-            good = strcasestr(r->headers, want) != NULL;
+            good = strcasestr(r->head, want) != NULL;
         } else if (!strcmp(op, "exists")) {
             good = at(r->json, path) != NULL;
         } else if (!strcmp(op, "word")) {
@@ -539,8 +263,8 @@ test_cases(void **state)
         char *expect = t_read_file(path, &el);
         size_t len;
         char *req = build_request(file, rl, &len);
-        struct resp r;
-        if (raw(main_d.port, req, len, &r) != 0) {
+        struct t_resp r;
+        if (t_raw(main_d.port, req, len, &r) != 0) {
             print_error("%s: no response\n", names[i]);
             failed++;
         } else {
@@ -556,7 +280,7 @@ test_cases(void **state)
                     failed++;
                 }
             }
-            resp_free(&r);
+            t_resp_free(&r);
         }
         if (!healthy(main_d.port)) {
             print_error("%s: the daemon stopped serving\n", names[i]);
@@ -581,18 +305,18 @@ test_keep_alive(void **state)
     (void)state;
     /* two requests on one connection: the server must not close after the
      * first reply */
-    int fd = dial(main_d.port);
+    int fd = t_dial(main_d.port);
     assert_true(fd >= 0);
     const char *req = "GET /v1/neighbors?word=cat&k=3 HTTP/1.1\r\n"
                       "Host: 127.0.0.1\r\n\r\n";
     for (int i = 0; i < 3; i++) {
-        struct resp r;
-        assert_int_equal(send_all(fd, req, strlen(req)), 0);
-        assert_int_equal(read_resp(fd, &r), 0);
+        struct t_resp r;
+        assert_int_equal(t_send_all(fd, req, strlen(req)), 0);
+        assert_int_equal(t_read_resp(fd, &r), 0);
         assert_int_equal(r.status, 200);
-        assert_null(strcasestr(r.headers, "Connection: close"));
+        assert_null(strcasestr(r.head, "Connection: close"));
         record("GET", "/v1/neighbors", &r);
-        resp_free(&r);
+        t_resp_free(&r);
     }
     close(fd);
 }
@@ -602,23 +326,23 @@ test_body_20mb_declared(void **state)
 {
     (void)state;
     /* refused on the declared length, before the body is read */
-    int fd = dial(main_d.port);
+    int fd = t_dial(main_d.port);
     char head[256];
     int n = snprintf(head, sizeof head,
                      "POST /v1/neighbors HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Content-Type: application/json\r\n"
                      "Content-Length: %d\r\n\r\n", 20 * 1024 * 1024);
-    assert_int_equal(send_all(fd, head, (size_t)n), 0);
+    assert_int_equal(t_send_all(fd, head, (size_t)n), 0);
     char chunk[65536];
     memset(chunk, ' ', sizeof chunk);
-    send_all(fd, chunk, sizeof chunk); /* may fail: the server closes */
-    struct resp r;
-    assert_int_equal(read_resp(fd, &r), 0);
+    t_send_all(fd, chunk, sizeof chunk); /* may fail: the server closes */
+    struct t_resp r;
+    assert_int_equal(t_read_resp(fd, &r), 0);
     close(fd);
     record("POST", "/v1/neighbors", &r);
     assert_int_equal(r.status, 413);
     assert_string_equal(str_at(r.json, "error.code"), "payload_too_large");
-    resp_free(&r);
+    t_resp_free(&r);
     assert_true(healthy(main_d.port));
 }
 
@@ -628,25 +352,25 @@ test_body_20mb_chunked(void **state)
     (void)state;
     /* no declared length: the limit is passed mid-body, the rest of the
      * 20 MB is read and discarded, then 413 */
-    int fd = dial(main_d.port);
+    int fd = t_dial(main_d.port);
     const char *head = "POST /v1/neighbors HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                        "Content-Type: application/json\r\n"
                        "Transfer-Encoding: chunked\r\n\r\n";
-    assert_int_equal(send_all(fd, head, strlen(head)), 0);
+    assert_int_equal(t_send_all(fd, head, strlen(head)), 0);
     static char chunk[65536 + 16];
     int hl = sprintf(chunk, "%x\r\n", 65536);
     memset(chunk + hl, ' ', 65536);
     memcpy(chunk + hl + 65536, "\r\n", 2);
     for (int i = 0; i < 320; i++)
-        assert_int_equal(send_all(fd, chunk, (size_t)hl + 65536 + 2), 0);
-    assert_int_equal(send_all(fd, "0\r\n\r\n", 5), 0);
-    struct resp r;
-    assert_int_equal(read_resp(fd, &r), 0);
+        assert_int_equal(t_send_all(fd, chunk, (size_t)hl + 65536 + 2), 0);
+    assert_int_equal(t_send_all(fd, "0\r\n\r\n", 5), 0);
+    struct t_resp r;
+    assert_int_equal(t_read_resp(fd, &r), 0);
     close(fd);
     record("POST", "/v1/neighbors", &r);
     assert_int_equal(r.status, 413);
     assert_string_equal(str_at(r.json, "error.code"), "payload_too_large");
-    resp_free(&r);
+    t_resp_free(&r);
     assert_true(healthy(main_d.port));
 }
 
@@ -656,21 +380,21 @@ test_stalled_body(void **state)
     (void)state;
     /* half a body, then nothing: the connection timeout (2 s here) cuts
      * the client off without blocking anyone else */
-    int fd = dial(main_d.port);
+    int fd = t_dial(main_d.port);
     const char *req = "POST /v1/analogy HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Content-Type: application/json\r\n"
                       "Content-Length: 200\r\n\r\n{\"a\":\"man\",";
-    assert_int_equal(send_all(fd, req, strlen(req)), 0);
-    double t0 = now_s();
+    assert_int_equal(t_send_all(fd, req, strlen(req)), 0);
+    double t0 = t_now();
     assert_true(healthy(main_d.port));
     struct pollfd p = {fd, POLLIN, 0};
     char buf[256];
     ssize_t k = 1;
-    while (now_s() - t0 < 8 && k > 0) {
+    while (t_now() - t0 < 8 && k > 0) {
         if (poll(&p, 1, 200) > 0)
             k = recv(fd, buf, sizeof buf, 0);
     }
-    double waited = now_s() - t0;
+    double waited = t_now() - t0;
     close(fd);
     assert_true(k <= 0);      /* closed, nothing answered */
     assert_true(waited < 8);  /* by the timeout, not by us */
@@ -687,11 +411,11 @@ test_too_many_queries(void **state)
     for (int i = 0; i < 65; i++)
         strcat(body, i ? ",{\"word\":\"cat\"}" : "{\"word\":\"cat\"}");
     strcat(body, "]}");
-    struct resp r;
+    struct t_resp r;
     post("/v1/neighbors", body, &r);
     assert_int_equal(r.status, 400);
     assert_string_equal(str_at(r.json, "error.code"), "bad_request");
-    resp_free(&r);
+    t_resp_free(&r);
 }
 
 /* ---------------------------------------------------------- semantics */
@@ -700,34 +424,34 @@ static void
 test_king_queen(void **state)
 {
     (void)state;
-    struct resp r;
+    struct t_resp r;
     get("/v1/analogy?q=king-man+woman", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(str_at(r.json, "result.answer"), "queen");
     assert_true(json_integer_value(at(r.json, "version")) >= 1);
     /* the query words are excluded from the answers */
     assert_false(has_word(r.json, "result.results[0].answers", "king"));
-    resp_free(&r);
+    t_resp_free(&r);
     post("/v1/analogy", "{\"positive\":[\"king\",\"woman\"],"
                         "\"negative\":[\"man\"],\"method\":\"3cosmul\"}", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(str_at(r.json, "result.answer"), "queen");
-    resp_free(&r);
+    t_resp_free(&r);
 }
 
 static void
 test_cat_dog(void **state)
 {
     (void)state;
-    struct resp r;
+    struct t_resp r;
     get("/v1/neighbors?word=cat&k=10", &r);
     assert_int_equal(r.status, 200);
     assert_true(has_word(r.json, "result.neighbors", "dog"));
     assert_false(has_word(r.json, "result.neighbors", "cat"));
-    double s0 = json_number_value(at(r.json, "result.neighbors[0].similarity"));
-    double s9 = json_number_value(at(r.json, "result.neighbors[9].similarity"));
+    double s0 = json_number_value(at(r.json, "result.neighbors.0.similarity"));
+    double s9 = json_number_value(at(r.json, "result.neighbors.9.similarity"));
     assert_true(s0 >= s9 && s0 <= 1.0001 && s9 > 0);
-    resp_free(&r);
+    t_resp_free(&r);
 }
 
 struct loop {
@@ -744,14 +468,13 @@ client_loop(void *arg)
         char target[64];
         snprintf(target, sizeof target, "/v1/neighbors?word=%s&k=5",
                  words[i % 5]);
-        struct resp r;
-        if (request(main_d.port, "GET", target, NULL, NULL, NULL, &r) == 0 &&
-            r.status == 200 && json_array_size(at(r.json,
-                                                  "result.neighbors")) == 5)
+        struct t_resp r;
+        if (t_get(main_d.port, target, &r) == 0 && r.status == 200 &&
+            json_array_size(at(r.json, "result.neighbors")) == 5)
             l->ok++;
         else
             l->failed++;
-        resp_free(&r);
+        t_resp_free(&r);
     }
     return NULL;
 }
@@ -759,10 +482,10 @@ client_loop(void *arg)
 static json_int_t
 version(void)
 {
-    struct resp r;
+    struct t_resp r;
     get("/v1/model", &r);
     json_int_t v = json_integer_value(at(r.json, "result.version"));
-    resp_free(&r);
+    t_resp_free(&r);
     return v;
 }
 
@@ -778,8 +501,8 @@ test_reload_under_load(void **state)
     usleep(200 * 1000);
     for (int n = 1; n <= 2; n++) {
         kill(main_d.pid, SIGHUP);
-        double t0 = now_s();
-        while (version() < v0 + n && now_s() - t0 < 20)
+        double t0 = t_now();
+        while (version() < v0 + n && t_now() - t0 < 20 * t_scale())
             usleep(20 * 1000);
         usleep(200 * 1000);
     }
@@ -800,18 +523,15 @@ static void
 test_index_in_background(void **state)
 {
     (void)state;
-    struct daemon b = {0};
-    const char *flags[] = {"--threads", "2", "--index", "HNSW32", NULL};
-    model_path = t_random_model("bg.semd", 8000, 32, 77);
-    int rc = start(&b, "bg.log", flags);
-    model_path = NULL;
-    assert_int_equal(rc, 0);
+    struct t_daemon b = {0};
+    const char *flags[] = {t_random_model("bg.semd", 8000, 32, 77),
+                           "--threads", "2", "--index", "HNSW32", NULL};
+    assert_int_equal(t_daemon_start(&b, "bg.log", flags), 0);
     int saw_loading = 0, ready = 0, answered = 0;
     json_int_t v0 = 0;
-    for (double t0 = now_s(); !ready && now_s() - t0 < 60;) {
-        struct resp r;
-        assert_int_equal(request(b.port, "GET", "/v1/model", NULL, NULL,
-                                 NULL, &r), 0);
+    for (double t0 = t_now(); !ready && t_now() - t0 < 60 * t_scale();) {
+        struct t_resp r;
+        assert_int_equal(t_get(b.port, "/v1/model", &r), 0);
         assert_int_equal(r.status, 200);
         const char *st = str_at(r.json, "result.index.state");
         const char *f = str_at(r.json, "result.index.factory");
@@ -829,54 +549,61 @@ test_index_in_background(void **state)
             assert_true(v > v0);
             ready = 1;
         }
-        resp_free(&r);
-        assert_int_equal(request(b.port, "GET", "/v1/neighbors?word=w17&k=5",
-                                 NULL, NULL, NULL, &r), 0);
+        t_resp_free(&r);
+        assert_int_equal(t_get(b.port, "/v1/neighbors?word=w17&k=5", &r),
+                         0);
         assert_int_equal(r.status, 200);
         assert_int_equal(json_array_size(at(r.json, "result.neighbors")), 5);
         answered++;
-        resp_free(&r);
+        t_resp_free(&r);
     }
     assert_true(saw_loading);
     assert_true(ready);
     /* per-request search parameters reach the approximate index: with
      * rerank the scores are exact cosines, best first */
-    struct resp r;
-    assert_int_equal(request(b.port, "GET", "/v1/neighbors?word=w17&k=5&"
-                             "ef_search=400&rerank=1", NULL, NULL, NULL, &r),
-                     0);
+    struct t_resp r;
+    assert_int_equal(t_get(b.port, "/v1/neighbors?word=w17&k=5&"
+                           "ef_search=400&rerank=1", &r), 0);
     assert_int_equal(r.status, 200);
     assert_false(json_is_true(at(r.json, "result.exact")));
     assert_int_equal(json_array_size(at(r.json, "result.neighbors")), 5);
-    double s0 = json_real_value(at(r.json, "result.neighbors[0].similarity"));
-    double s4 = json_real_value(at(r.json, "result.neighbors[4].similarity"));
+    double s0 = json_real_value(at(r.json, "result.neighbors.0.similarity"));
+    double s4 = json_real_value(at(r.json, "result.neighbors.4.similarity"));
     assert_true(s0 >= s4 && s0 > 0);
-    resp_free(&r);
-    assert_int_equal(request(b.port, "GET", "/v1/neighbors?word=w17&"
-                             "ef_search=5000", NULL, NULL, NULL, &r), 0);
+    t_resp_free(&r);
+    assert_int_equal(t_get(b.port, "/v1/neighbors?word=w17&"
+                           "ef_search=5000", &r), 0);
     assert_int_equal(r.status, 400);
-    resp_free(&r);
-    assert_int_equal(request(b.port, "GET", "/metrics", NULL, NULL, NULL, &r),
-                     0);
-    assert_non_null(strstr(r.body, "semd_index_ready{index=\"HNSW32\","
-                                   "state=\"ready\"} 1"));
-    resp_free(&r);
+    t_resp_free(&r);
+    /* /v1/model says ready once the snapshot holds the built index; the
+     * loader marks its own state just after */
+    const char *want = "semd_index_ready{index=\"HNSW32\",state=\"ready\"} 1";
+    int marked = 0;
+    for (double t0 = t_now(); !marked && t_now() - t0 < 10 * t_scale();) {
+        assert_int_equal(t_get(b.port, "/metrics", &r), 0);
+        marked = strstr(r.body, want) != NULL;
+        t_resp_free(&r);
+        if (!marked)
+            usleep(20 * 1000);
+    }
+    if (!marked)
+        fail_msg("/metrics never said %s", want);
     print_message("answered %d queries while the index was built\n",
                   answered);
-    assert_int_equal(stop(&b, SIGTERM), 0);
+    assert_int_equal(t_daemon_stop(&b, SIGTERM), 0);
 }
 
 static unsigned long long
 metric(int port, const char *name)
 {
-    struct resp r;
-    if (request(port, "GET", "/metrics", NULL, NULL, NULL, &r) != 0)
+    struct t_resp r;
+    if (t_get(port, "/metrics", &r) != 0)
         fail_msg("GET /metrics: no response");
     char pat[128];
     snprintf(pat, sizeof pat, "\n%s ", name);
     const char *p = strstr(r.body, pat);
     unsigned long long v = p ? strtoull(p + strlen(pat), NULL, 10) : ~0ull;
-    resp_free(&r);
+    t_resp_free(&r);
     if (v == ~0ull)
         fail_msg("no metric %s", name);
     return v;
@@ -889,7 +616,7 @@ test_result_cache(void **state)
 {
     (void)state;
     unsigned long long h0 = metric(main_d.port, "semd_cache_hits_total");
-    struct resp a, b, c;
+    struct t_resp a, b, c;
     get("/v1/neighbors?word=paris&k=7&restrict=15000", &a);
     get("/v1/neighbors?word=paris&k=7&restrict=15000", &b);
     get("/v1/neighbors?restrict=015000&k=007&word=paris", &c);
@@ -902,27 +629,27 @@ test_result_cache(void **state)
                      json_integer_value(at(c.json, "version")));
     assert_non_null(at(c.json, "time_ms"));
     assert_int_equal(json_array_size(at(c.json, "result.neighbors")), 7);
-    resp_free(&a);
-    resp_free(&b);
-    resp_free(&c);
+    t_resp_free(&a);
+    t_resp_free(&b);
+    t_resp_free(&c);
     assert_true(metric(main_d.port, "semd_cache_hits_total") >= h0 + 2);
     /* another k is another answer */
     get("/v1/neighbors?word=paris&k=3&restrict=15000", &a);
     assert_int_equal(json_array_size(at(a.json, "result.neighbors")), 3);
-    resp_free(&a);
+    t_resp_free(&a);
 
-    struct daemon d = {0};
-    const char *flags[] = {"--threads", "1", "--cache-size", "0", NULL};
-    assert_int_equal(start(&d, "nocache.log", flags), 0);
+    struct t_daemon d = {0};
+    const char *flags[] = {t_fixture(), "--threads", "1", "--cache-size",
+                           "0", NULL};
+    assert_int_equal(t_daemon_start(&d, "nocache.log", flags), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(request(d.port, "GET", "/v1/neighbors?word=paris",
-                                 NULL, NULL, NULL, &a), 0);
+        assert_int_equal(t_get(d.port, "/v1/neighbors?word=paris", &a), 0);
         assert_int_equal(a.status, 200);
-        resp_free(&a);
+        t_resp_free(&a);
     }
     assert_int_equal(metric(d.port, "semd_cache_hits_total"), 0);
     assert_int_equal(metric(d.port, "semd_cache_capacity"), 0);
-    assert_int_equal(stop(&d, SIGTERM), 0);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
 }
 
 static void
@@ -947,28 +674,28 @@ test_concurrent_batches(void **state)
     assert_int_equal(failed, 0);
     assert_true(ok > 30);
     /* each word's neighbours are still its own */
-    struct resp r;
+    struct t_resp r;
     get("/v1/neighbors?word=paris&k=10", &r);
     assert_true(has_word(r.json, "result.neighbors", "france") ||
                 has_word(r.json, "result.neighbors", "london"));
-    resp_free(&r);
+    t_resp_free(&r);
 }
 
 static void
 test_metrics(void **state)
 {
     (void)state;
-    struct resp r;
+    struct t_resp r;
     get("/metrics", &r);
     assert_int_equal(r.status, 200);
-    assert_non_null(strcasestr(r.headers, "Content-Type: text/plain"));
+    assert_non_null(strcasestr(r.head, "Content-Type: text/plain"));
     assert_non_null(strstr(r.body, "semd_requests_total{method=\"GET\","
                                    "route=\"/v1/neighbors\",code=\"200\"}"));
     assert_non_null(strstr(r.body, "semd_request_duration_seconds_bucket"));
     assert_non_null(strstr(r.body, "semd_model_rows 20000"));
     assert_non_null(strstr(r.body, "semd_snapshot_version"));
     assert_non_null(strstr(r.body, "semd_requests_in_flight"));
-    resp_free(&r);
+    t_resp_free(&r);
 }
 
 /* ---------------------------------------------------------- auth */
@@ -977,33 +704,35 @@ static void
 test_read_token(void **state)
 {
     (void)state;
-    struct daemon b = {0};
-    const char *flags[] = {"--threads", "1", "--read-token-file",
-                           token_file("read.token", READ_TOKEN, 0600), NULL};
-    assert_int_equal(start(&b, "read.log", flags), 0);
-    struct resp r;
+    struct t_daemon b = {0};
+    const char *flags[] = {t_fixture(), "--threads", "1",
+                           "--read-token-file",
+                           t_token_file("read.token", READ_TOKEN, 0600),
+                           NULL};
+    assert_int_equal(t_daemon_start(&b, "read.log", flags), 0);
+    struct t_resp r;
     const char *target = "/v1/neighbors?word=cat&k=3";
-    assert_int_equal(request(b.port, "GET", target, NULL, NULL, NULL, &r), 0);
+    assert_int_equal(t_get(b.port, target, &r), 0);
     assert_int_equal(r.status, 401);
     assert_string_equal(str_at(r.json, "error.code"), "unauthorized");
-    resp_free(&r);
-    assert_int_equal(request(b.port, "GET", target, NULL, NULL, "r-wrong", &r),
-                     0);
+    t_resp_free(&r);
+    assert_int_equal(t_request(b.port, "GET", target, NULL, NULL, 0,
+                               AUTH("r-wrong"), &r), 0);
     assert_int_equal(r.status, 401);
-    resp_free(&r);
-    assert_int_equal(request(b.port, "GET", target, NULL, NULL, READ_TOKEN,
-                             &r), 0);
+    t_resp_free(&r);
+    assert_int_equal(t_request(b.port, "GET", target, NULL, NULL, 0,
+                               AUTH(READ_TOKEN), &r), 0);
     assert_int_equal(r.status, 200);
-    resp_free(&r);
+    t_resp_free(&r);
     /* probes stay open */
     assert_true(healthy(b.port));
     /* no write token configured: writes are forbidden, even with a token */
-    assert_int_equal(request(b.port, "POST", "/v1/reload", NULL, NULL,
-                             READ_TOKEN, &r), 0);
+    assert_int_equal(t_request(b.port, "POST", "/v1/reload", NULL, NULL, 0,
+                               AUTH(READ_TOKEN), &r), 0);
     assert_int_equal(r.status, 403);
     assert_string_equal(str_at(r.json, "error.code"), "forbidden");
-    resp_free(&r);
-    assert_int_equal(stop(&b, SIGINT), 0);
+    t_resp_free(&r);
+    assert_int_equal(t_daemon_stop(&b, SIGINT), 0);
     /* tokens never reach the log */
     size_t n;
     char *log = t_read_file(b.log, &n);
@@ -1016,10 +745,11 @@ static void
 test_token_file_world_readable(void **state)
 {
     (void)state;
-    struct daemon b = {0};
-    const char *flags[] = {"--token-file",
-                           token_file("open.token", WRITE_TOKEN, 0644), NULL};
-    assert_int_equal(start(&b, "open.log", flags), 1);
+    struct t_daemon b = {0};
+    const char *flags[] = {t_fixture(), "--token-file",
+                           t_token_file("open.token", WRITE_TOKEN, 0644),
+                           NULL};
+    assert_int_equal(t_daemon_start(&b, "open.log", flags), 1);
     size_t n;
     char *log = t_read_file(b.log, &n);
     assert_non_null(strstr(log, "readable by other users"));
@@ -1072,7 +802,7 @@ test_sigterm(void **state)
 {
     (void)state;
     assert_true(healthy(main_d.port));
-    assert_int_equal(stop(&main_d, SIGTERM), 0);
+    assert_int_equal(t_daemon_stop(&main_d, SIGTERM), 0);
     size_t n;
     char *log = t_read_file(main_d.log, &n);
     assert_non_null(strstr(log, "msg=stopped"));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -158,4 +159,20 @@ t_run(const char *cmd, char **out)
     else
         free(buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+double
+t_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+double
+t_scale(void)
+{
+    const char *s = getenv("SEMD_TEST_TIME_SCALE");
+    double v = s && *s ? atof(s) : 1.0;
+    return v > 1.0 ? v : 1.0;
 }
