@@ -454,26 +454,61 @@ test_cat_dog(void **state)
     t_resp_free(&r);
 }
 
+/* A client asking for the neighbours of these words in turn, each time
+ * with another k so that the result cache never answers and every
+ * request is scored (and batched with the other clients'). */
+static const char *const loop_words[] = {"cat", "king", "paris", "music",
+                                         "water"};
+static char loop_first[5][64]; /* each word's nearest, asked alone */
+
 struct loop {
+    int id;          /* makes this client's k values its own */
+    int min;         /* requests to make at least, whatever stop says */
     atomic_int stop; /* written by the test thread, read by the client */
     int ok, failed;
+    char first_fail[256];
 };
+
+/* Asks each loop word alone, before any client runs. */
+static void
+loop_reference(void)
+{
+    for (int w = 0; w < 5; w++) {
+        char target[64];
+        struct t_resp r;
+        snprintf(target, sizeof target, "/v1/neighbors?word=%s&k=1",
+                 loop_words[w]);
+        get(target, &r);
+        assert_int_equal(r.status, 200);
+        snprintf(loop_first[w], sizeof loop_first[w], "%s",
+                 str_at(r.json, "result.neighbors.0.word"));
+        t_resp_free(&r);
+    }
+}
 
 static void *
 client_loop(void *arg)
 {
     struct loop *l = arg;
-    const char *words[] = {"cat", "king", "paris", "music", "water"};
-    for (int i = 0; !l->stop; i++) {
+    for (int i = 0; !atomic_load(&l->stop) || i < l->min; i++) {
+        int w = i % 5, k = 2 + l->id * 40 + i % 40;
         char target[64];
-        snprintf(target, sizeof target, "/v1/neighbors?word=%s&k=5",
-                 words[i % 5]);
+        snprintf(target, sizeof target, "/v1/neighbors?word=%s&k=%d",
+                 loop_words[w], k);
         struct t_resp r;
-        if (t_get(main_d.port, target, &r) == 0 && r.status == 200 &&
-            json_array_size(at(r.json, "result.neighbors")) == 5)
+        int rc = t_get(main_d.port, target, &r);
+        const char *first = str_at(r.json, "result.neighbors.0.word");
+        if (rc == 0 && r.status == 200 &&
+            json_array_size(at(r.json, "result.neighbors")) == (size_t)k &&
+            !strcmp(first, loop_first[w])) {
             l->ok++;
-        else
+        } else {
+            if (!l->failed)
+                snprintf(l->first_fail, sizeof l->first_fail,
+                         "%s: %d, nearest %s, %s alone", target,
+                         rc ? -1 : r.status, first, loop_first[w]);
             l->failed++;
+        }
         t_resp_free(&r);
     }
     return NULL;
@@ -493,8 +528,12 @@ static void
 test_reload_under_load(void **state)
 {
     (void)state;
-    struct loop l[2] = {{0, 0, 0}, {0, 0, 0}};
+    /* the clients run from before the first SIGHUP until the second
+     * reload is served, so requests overlap both swaps whatever the load;
+     * each makes at least 10, and every one must succeed */
+    struct loop l[2] = {{.id = 0, .min = 10}, {.id = 1, .min = 10}};
     pthread_t th[2];
+    loop_reference();
     json_int_t v0 = version();
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, client_loop, &l[i]);
@@ -507,13 +546,14 @@ test_reload_under_load(void **state)
         usleep(200 * 1000);
     }
     for (int i = 0; i < 2; i++) {
-        l[i].stop = 1;
+        atomic_store(&l[i].stop, 1);
         pthread_join(th[i], NULL);
     }
-    print_message("during two reloads: %d answered, %d failed\n",
-                  l[0].ok + l[1].ok, l[0].failed + l[1].failed);
+    print_message("during two reloads: %d answered, %d failed %s%s\n",
+                  l[0].ok + l[1].ok, l[0].failed + l[1].failed,
+                  l[0].first_fail, l[1].first_fail);
     assert_int_equal(l[0].failed + l[1].failed, 0);
-    assert_true(l[0].ok + l[1].ok > 20);
+    assert_true(l[0].ok >= l[0].min && l[1].ok >= l[1].min);
     assert_true(version() >= v0 + 2);
 }
 
@@ -656,23 +696,29 @@ static void
 test_concurrent_batches(void **state)
 {
     (void)state;
-    /* many clients at once: batched scoring must give each its own
-     * answer */
+    /* many clients at once, each with its own k so that no answer comes
+     * from the cache: batched scoring must give each its own answer. A
+     * fixed number of requests, every one of which must succeed. */
     struct loop l[6];
     pthread_t th[6];
     memset(l, 0, sizeof l);
-    for (int i = 0; i < 6; i++)
+    loop_reference();
+    for (int i = 0; i < 6; i++) {
+        l[i].id = i;
+        l[i].min = 15;
+        atomic_store(&l[i].stop, 1);
         pthread_create(&th[i], NULL, client_loop, &l[i]);
-    usleep(700 * 1000);
+    }
     int ok = 0, failed = 0;
     for (int i = 0; i < 6; i++) {
-        l[i].stop = 1;
         pthread_join(th[i], NULL);
         ok += l[i].ok;
         failed += l[i].failed;
+        if (l[i].failed)
+            print_error("client %d: %s\n", i, l[i].first_fail);
     }
     assert_int_equal(failed, 0);
-    assert_true(ok > 30);
+    assert_int_equal(ok, 6 * 15);
     /* each word's neighbours are still its own */
     struct t_resp r;
     get("/v1/neighbors?word=paris&k=10", &r);
