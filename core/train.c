@@ -47,6 +47,8 @@
  */
 #include "semd.h"
 
+#include "crc32c.h"
+#include "fileio.h"
 #include "model.h"
 #include "vocab.h"
 
@@ -1342,6 +1344,22 @@ semd_trainer_copy_rows(const struct semd_trainer *t, uint64_t first,
     return 0;
 }
 
+/* The order semd_trainer_write writes rows in: most frequent first, ties
+ * in row order (so the same state gives the same order twice). NULL when
+ * out of memory; free() it. */
+static struct by_count *
+write_order(const struct semd_trainer *t)
+{
+    struct by_count *order = malloc((t->voc.n ? t->voc.n : 1) *
+                                    sizeof *order);
+    if (!order)
+        return NULL;
+    for (uint32_t i = 0; i < t->voc.n; i++)
+        order[i] = (struct by_count){t->voc.counts[i], i};
+    qsort(order, t->voc.n, sizeof *order, cmp_by_count);
+    return order;
+}
+
 int
 semd_trainer_write(const struct semd_trainer *t, const char *path,
                    const struct semd_writer_opts *opts, struct semd_err *err)
@@ -1358,12 +1376,9 @@ semd_trainer_write(const struct semd_trainer *t, const char *path,
             wo.source_format = "semd-train";
     }
     wo.flags &= ~SEMD_MODEL_COUNTS_ARE_RANKS;
-    struct by_count *order = malloc(t->voc.n * sizeof *order);
+    struct by_count *order = write_order(t);
     if (!order)
         return semd_err_set(err, SEMD_ENOMEM, "out of memory");
-    for (uint32_t i = 0; i < t->voc.n; i++)
-        order[i] = (struct by_count){t->voc.counts[i], i};
-    qsort(order, t->voc.n, sizeof *order, cmp_by_count);
     struct semd_writer *w;
     int rc = semd_writer_open(&w, path, t->dim, &wo, err);
     if (rc != 0) {
@@ -1383,4 +1398,230 @@ semd_trainer_write(const struct semd_trainer *t, const char *path,
     }
     free(order);
     return semd_writer_finish(w, err);
+}
+
+/* ------------------------------------------------------ trainer state */
+
+/*
+ * The state file (semd_trainer_write_state), little-endian:
+ *   "SEMDTRS1"  u32 dims  u32 model_checksum  u64 rows  u64 n_cand
+ *   rows x dims f32: context vectors, in the model file's row order
+ *   n_cand x (u32 len, u64 count, len bytes): words below min_count
+ *   u32 CRC-32C of everything before it
+ */
+#define STATE_MAGIC "SEMDTRS1"
+#define STATE_HEAD 32
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t
+get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* fwrite and a running CRC; sets *bad on a short write. */
+static void
+put(FILE *f, const void *p, size_t n, uint32_t *crc, int *bad)
+{
+    *crc = crc32c(*crc, p, n);
+    if (!*bad && fwrite(p, 1, n, f) != n)
+        *bad = 1;
+}
+
+int
+semd_trainer_write_state(const struct semd_trainer *t, const char *path,
+                         uint32_t model_checksum, struct semd_err *err)
+{
+    if (!t || !path)
+        return semd_err_set(err, SEMD_EINVAL, "no trainer or no path");
+    uint64_t n_cand = 0;
+    for (uint32_t i = 0; i < t->cand.n; i++)
+        n_cand += t->cand_row[i] == VOCAB_NONE;
+    struct by_count *order = write_order(t);
+    size_t tl = strlen(path) + 8;
+    char *tmp = malloc(tl);
+    if (!order || !tmp) {
+        free(order);
+        free(tmp);
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    }
+    snprintf(tmp, tl, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int rc = semd_err_set(err, SEMD_EIO, "cannot create '%s': %s", tmp,
+                              strerror(errno));
+        free(order);
+        free(tmp);
+        return rc;
+    }
+    unsigned char h[STATE_HEAD];
+    memcpy(h, STATE_MAGIC, 8);
+    put32(h + 8, t->dim);
+    put32(h + 12, model_checksum);
+    put64(h + 16, t->voc.n);
+    put64(h + 24, n_cand);
+    uint32_t crc = 0;
+    int bad = 0;
+    put(f, h, sizeof h, &crc, &bad);
+    for (uint32_t k = 0; k < t->voc.n; k++)
+        put(f, t->syn1 + (uint64_t)order[k].i * t->dim,
+            t->dim * sizeof(float), &crc, &bad);
+    for (uint32_t i = 0; i < t->cand.n; i++) {
+        if (t->cand_row[i] != VOCAB_NONE)
+            continue; /* joined: its count is the row's */
+        unsigned char e[12];
+        put32(e, t->cand.lens[i]);
+        put64(e + 4, t->cand.counts[i]);
+        put(f, e, sizeof e, &crc, &bad);
+        put(f, t->cand.words[i], t->cand.lens[i], &crc, &bad);
+    }
+    unsigned char c[4];
+    put32(c, crc);
+    put(f, c, sizeof c, &crc, &bad);
+    free(order);
+    if (bad || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        int e = errno;
+        fclose(f);
+        unlink(tmp);
+        int rc = semd_err_set(err, SEMD_EIO, "cannot write '%s': %s", tmp,
+                              strerror(e));
+        free(tmp);
+        return rc;
+    }
+    fclose(f);
+    /* the directory of path, for its fsync after the rename */
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        *slash = 0;
+    int rc = 0;
+    if (rename(tmp, path) != 0)
+        rc = semd_err_set(err, SEMD_EIO, "cannot rename '%s': %s", tmp,
+                          strerror(errno));
+    else if (fio_fsync_dir(slash ? dir : ".") != 0)
+        rc = semd_err_set(err, SEMD_EIO, "cannot sync the directory of "
+                          "'%s': %s", path, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    free(dir);
+    free(tmp);
+    return rc;
+}
+
+/* A candidate word (below min_count) with count; -1 when out of memory. */
+static int
+add_cand(struct semd_trainer *t, const char *word, size_t len, uint64_t count)
+{
+    uint64_t h = model_hash(word, len);
+    if (vocab_find_h(&t->voc, word, len, h) != VOCAB_NONE ||
+        vocab_find_h(&t->cand, word, len, h) != VOCAB_NONE)
+        return 0;
+    uint32_t ci = vocab_add_h(&t->cand, word, len, count, h);
+    if (ci == VOCAB_NONE || ci >= CAND_BIT)
+        return -1;
+    if (ci >= t->cand_row_cap) {
+        uint32_t cap = t->cand_row_cap ? t->cand_row_cap * 2 : 1024;
+        uint32_t *cr = realloc(t->cand_row, cap * sizeof *cr);
+        if (!cr)
+            return -1;
+        t->cand_row = cr;
+        t->cand_row_cap = cap;
+    }
+    t->cand_row[ci] = VOCAB_NONE;
+    return 0;
+}
+
+int
+semd_trainer_read_state(struct semd_trainer *t, const char *path,
+                        uint32_t model_checksum, struct semd_err *err)
+{
+    if (!t || !path)
+        return semd_err_set(err, SEMD_EINVAL, "no trainer or no path");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return semd_err_set(err, errno == ENOENT ? SEMD_ENOWORD : SEMD_EIO,
+                            "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_size < STATE_HEAD + 4) {
+        close(fd);
+        return semd_err_set(err, SEMD_EFORMAT, "'%s' is too short to be "
+                            "a trainer state", path);
+    }
+    size_t size = (size_t)st.st_size;
+    const unsigned char *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return semd_err_set(err, SEMD_EIO, "cannot map '%s': %s", path,
+                            strerror(errno));
+    int rc = 0;
+    uint64_t rows = get64(p + 16), n_cand = get64(p + 24);
+    uint64_t vec = (uint64_t)t->dim * sizeof(float);
+    if (memcmp(p, STATE_MAGIC, 8) != 0) {
+        rc = semd_err_set(err, SEMD_EFORMAT, "'%s' is not a trainer state",
+                          path);
+    } else if (crc32c(0, p, size - 4) != get32(p + size - 4)) {
+        rc = semd_err_set(err, SEMD_ECORRUPT, "'%s': checksum mismatch",
+                          path);
+    } else if (get32(p + 8) != t->dim || get32(p + 12) != model_checksum ||
+               rows != t->voc.n || t->cand.n != 0 ||
+               t->voc.n != t->init_rows) {
+        rc = semd_err_set(err, SEMD_EINVAL, "'%s' belongs to another model "
+                          "(checksum %08x, %llu rows) or the trainer has "
+                          "trained already", path, get32(p + 12),
+                          (unsigned long long)rows);
+    } else if (rows > (size - STATE_HEAD - 4) / (vec ? vec : 1)) {
+        rc = semd_err_set(err, SEMD_EFORMAT, "'%s' is truncated", path);
+    }
+    if (rc) {
+        munmap((void *)p, size);
+        return rc;
+    }
+    /* the candidates first: nothing changes until they all parse */
+    size_t off = STATE_HEAD + (size_t)(rows * vec), end = size - 4;
+    for (uint64_t i = 0; i < n_cand && !rc; i++) {
+        uint32_t len = off + 12 <= end ? get32(p + off) : 0;
+        if (off + 12 > end || len == 0 || len > SEMD_MAX_WORD ||
+            len > end - off - 12)
+            rc = semd_err_set(err, SEMD_EFORMAT, "'%s': candidate %llu is "
+                              "malformed", path, (unsigned long long)i);
+        else if (add_cand(t, (const char *)p + off + 12, len,
+                          get64(p + off + 4)) != 0)
+            rc = semd_err_set(err, SEMD_ENOMEM, "out of memory");
+        off += 12 + (size_t)len;
+    }
+    if (rc) {
+        vocab_release(&t->cand);
+        vocab_init(&t->cand);
+        munmap((void *)p, size);
+        return rc;
+    }
+    /* rows of a trainer made from the model are in the file's order */
+    memcpy(t->syn1, p + STATE_HEAD, (size_t)(rows * vec));
+    munmap((void *)p, size);
+    return 0;
 }

@@ -982,6 +982,30 @@ int semd_trainer_write(const struct semd_trainer *t, const char *path,
                        const struct semd_writer_opts *opts,
                        struct semd_err *err);
 
+/*
+ * What a model file does not hold of a trainer, for resuming training
+ * where it stopped: the context (output) vectors, which make fine-tuning
+ * stable (starting them again at zero throws away what they learnt), and
+ * the counts of words seen fewer than min_count times, so that a word's
+ * sightings add up across restarts. The file (layout atop the end of
+ * core/train.c) names the model file's checksum, which binds the two.
+ */
+
+/* Writes the state beside the model file just written by
+ * semd_trainer_write, with no training in between (its rows are written
+ * in that file's row order); model_checksum is that file's
+ * (semd_model_info.checksum). Atomic: a temporary file, fsync, rename,
+ * directory fsync. */
+int semd_trainer_write_state(const struct semd_trainer *t, const char *path,
+                             uint32_t model_checksum, struct semd_err *err);
+
+/* Restores a state into a trainer just made from its model file (that
+ * file as init, nothing trained yet). SEMD_ENOWORD when path does not
+ * exist; SEMD_EFORMAT or SEMD_ECORRUPT when it is damaged; SEMD_EINVAL
+ * when it belongs to another model or the trainer has trained. On
+ * failure the trainer is as before. */
+int semd_trainer_read_state(struct semd_trainer *t, const char *path,
+                            uint32_t model_checksum, struct semd_err *err);
 
 /* ------------------------------------------------------- 2-D projection */
 

@@ -400,6 +400,94 @@ test_new_words_online(void **state)
     free(text);
 }
 
+/* The state beside a written model: a trainer resumed from both keeps its
+ * context vectors (its loss goes on where it was, far below a fresh
+ * start's) and its counts below min_count (a word seen twice before and
+ * once after joins at min_count 3). */
+static void
+test_state_resumes(void **state)
+{
+    (void)state;
+    size_t len;
+    char *text = cluster_corpus(400, 21, &len);
+    struct semd_train_opts o;
+    opts_small(&o);
+    o.min_count = 3;
+    o.threads = 1;
+    struct semd_trainer *a, *b, *c;
+    struct semd_err err = {0};
+    assert_int_equal(semd_trainer_new(&a, &o, NULL, &err), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(semd_trainer_feed(a, text, len, &err), 0);
+    const char *twice = "c0w1 zyzzyva c0w2\nc0w3 zyzzyva c0w4\n";
+    assert_int_equal(semd_trainer_feed(a, twice, strlen(twice), &err), 0);
+    uint64_t r;
+    assert_int_equal(semd_trainer_lookup(a, "zyzzyva", 7, &r), SEMD_ENOWORD);
+    const char *mp = t_path("resume.semd"), *sp = t_path("resume.state");
+    assert_int_equal(semd_trainer_write(a, mp, NULL, &err), 0);
+    struct semd_model *m;
+    assert_int_equal(semd_model_open(&m, mp, &err), 0);
+    struct semd_model_info in;
+    semd_model_get_info(m, &in);
+    assert_int_equal(semd_trainer_write_state(a, sp, in.checksum, &err), 0);
+    struct semd_train_stats sa;
+    semd_trainer_stats(a, &sa);
+    semd_trainer_free(a);
+
+    assert_int_equal(semd_trainer_new(&b, &o, m, &err), 0);
+    assert_int_equal(semd_trainer_new(&c, &o, m, &err), 0);
+    /* refused: another model's checksum; nothing changes */
+    assert_int_equal(semd_trainer_read_state(b, sp, in.checksum ^ 1, &err),
+                     SEMD_EINVAL);
+    assert_int_equal(semd_trainer_read_state(b, sp, in.checksum, &err), 0);
+
+    const char *once = "c0w5 zyzzyva c0w6\n";
+    assert_int_equal(semd_trainer_feed(b, once, strlen(once), &err), 0);
+    assert_int_equal(semd_trainer_feed(c, once, strlen(once), &err), 0);
+    assert_int_equal(semd_trainer_lookup(b, "zyzzyva", 7, &r), 0);
+    assert_int_equal(semd_trainer_count(b, r), 3);
+    assert_int_equal(semd_trainer_lookup(c, "zyzzyva", 7, &r), SEMD_ENOWORD);
+
+    /* once trained, a state is refused */
+    assert_int_equal(semd_trainer_read_state(c, sp, in.checksum, &err),
+                     SEMD_EINVAL);
+    /* the first 40 sentences: the loss at the start of training */
+    size_t part = 0;
+    for (int i = 0; i < 40; i++)
+        part += strcspn(text + part, "\n") + 1;
+    assert_int_equal(semd_trainer_feed(b, text, part, &err), 0);
+    assert_int_equal(semd_trainer_feed(c, text, part, &err), 0);
+    struct semd_train_stats sb, sc;
+    semd_trainer_stats(b, &sb);
+    semd_trainer_stats(c, &sc);
+    print_message("loss before %.3f, resumed %.3f, fresh contexts %.3f\n",
+                  sa.loss, sb.loss, sc.loss);
+    if (!(sb.loss < sa.loss + 0.2 && sb.loss + 0.4 < sc.loss))
+        fail_msg("loss before %.3f, resumed %.3f, fresh contexts %.3f",
+                 sa.loss, sb.loss, sc.loss);
+    semd_trainer_free(b);
+    semd_trainer_free(c);
+
+    /* damage is detected: a flipped byte, a missing file */
+    size_t n;
+    char *bytes = t_read_file(sp, &n);
+    bytes[n / 2] ^= 0x20;
+    const char *bad = t_path("bad.state");
+    t_write_file(bad, bytes, n);
+    free(bytes);
+    assert_int_equal(semd_trainer_new(&b, &o, m, &err), 0);
+    assert_int_equal(semd_trainer_read_state(b, bad, in.checksum, &err),
+                     SEMD_ECORRUPT);
+    assert_int_equal(semd_trainer_read_state(b, t_path("none.state"),
+                                             in.checksum, &err), SEMD_ENOWORD);
+    t_write_file(bad, "SEMDTRS1", 8);
+    assert_int_equal(semd_trainer_read_state(b, bad, in.checksum, &err),
+                     SEMD_EFORMAT);
+    semd_trainer_free(b);
+    semd_model_close(m);
+    free(text);
+}
+
 static void
 test_init_from_model(void **state)
 {
@@ -520,6 +608,7 @@ main(void)
         cmocka_unit_test(test_write_verifies),
         cmocka_unit_test(test_new_words_online),
         cmocka_unit_test(test_init_from_model),
+        cmocka_unit_test(test_state_resumes),
         cmocka_unit_test(test_command),
     };
     return cmocka_run_group_tests_name("train", tests, NULL, NULL);
