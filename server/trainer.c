@@ -8,6 +8,11 @@
  *   journal/              segments of the journal (core/journal.c)
  *   snapshots/v<V>.semd   complete model files, written by the model
  *                         writer (temp file, fsync, rename, dir fsync)
+ *   snapshots/v<V>.semd.train
+ *                         the trainer's state the file lacks (context
+ *                         vectors, counts of words below --min-count;
+ *                         semd_trainer_write_state), written when v<V>
+ *                         is persisted, before CURRENT names it
  *   CURRENT               "v<V>.semd <V> <SEQ>\n": the newest persisted
  *                         snapshot and the last journal record it
  *                         includes, replaced atomically after the file
@@ -103,6 +108,7 @@ struct online {
     double last_publish, last_persist; /* 0: never */
     uint64_t publishes, persists, skipped_records;
     char last_error[300];
+    char start_state[SEMD_ERR_MSG + 16]; /* how the trainer state came */
     struct semd_snapshot *kept[RETAIN]; /* oldest first */
     size_t n_kept;
 
@@ -456,6 +462,27 @@ remove_old(struct online *o, uint64_t persisted)
     closedir(d);
 }
 
+/* Writes the trainer's state beside v<V>.semd, the newest published
+ * version, which nothing has been trained after. Trainer thread only. */
+static int
+write_state(struct online *o, uint64_t v, struct semd_err *err)
+{
+    pthread_mutex_lock(&o->lock);
+    struct semd_snapshot *s = o->n_kept ? o->kept[o->n_kept - 1] : NULL;
+    s = s && semd_snapshot_version(s) == v ? semd_snapshot_acquire(s)
+                                           : NULL;
+    pthread_mutex_unlock(&o->lock);
+    if (!s)
+        return semd_err_set(err, SEMD_EINVAL, "version %" PRIu64 " is not "
+                            "the newest published one", v);
+    struct semd_model_info in;
+    semd_model_get_info(semd_snapshot_model(s), &in);
+    semd_snapshot_release(s);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/v%" PRIu64 ".semd.train", o->snapdir, v);
+    return semd_trainer_write_state(o->t, path, in.checksum, err);
+}
+
 /* Makes the newest published snapshot current in CURRENT and trims the
  * journal. Trainer thread only. */
 static int
@@ -472,6 +499,11 @@ persist(struct online *o, struct semd_err *err)
     pthread_mutex_unlock(&o->lock);
     if (!fresh || v == o->start_version)
         return SEMD_OK; /* nothing new, or the MODEL argument itself */
+    /* nothing was trained since v was published (persist publishes what
+     * is dirty first), so the trainer's state is v's */
+    int rc = write_state(o, v, err);
+    if (rc)
+        return rc;
     char tmp[PATH_MAX + 32], path[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s/CURRENT.tmp", o->dir);
     snprintf(path, sizeof path, "%s/CURRENT", o->dir);
@@ -855,6 +887,36 @@ index_json(struct online *o)
     return j;
 }
 
+/* The state persisted beside the first model, if any: context vectors and
+ * counts below --min-count go on where they were. Without it (the MODEL
+ * argument, or a file whose state is missing or damaged) the contexts
+ * start at zero and those counts at nothing; said in GET /v1/train. */
+static void
+restore_state(struct online *o, const struct semd_model *m)
+{
+    struct semd_model_info in;
+    semd_model_get_info(m, &in);
+    char path[PATH_MAX + 320];
+    snprintf(path, sizeof path, "%s.train", o->model);
+    struct semd_err e = {0};
+    int rc = semd_trainer_read_state(o->t, path, in.checksum, &e);
+    if (rc == 0)
+        snprintf(o->start_state, sizeof o->start_state, "restored");
+    else if (rc == SEMD_ENOWORD)
+        snprintf(o->start_state, sizeof o->start_state, "none");
+    else
+        snprintf(o->start_state, sizeof o->start_state, "damaged: %s",
+                 e.msg);
+    if (rc && rc != SEMD_ENOWORD) {
+        char q[600] = "";
+        log_quote(q, sizeof q, e.msg);
+        log_error("msg=\"trainer state unusable; context vectors start at "
+                  "zero\" error=%s", q);
+    } else {
+        log_info("msg=\"trainer state\" state=%s", o->start_state);
+    }
+}
+
 int
 online_start(struct online *o, struct semd_holder *holder,
              atomic_int *index_state, struct semd_err *err)
@@ -906,6 +968,7 @@ online_start(struct online *o, struct semd_holder *holder,
         semd_snapshot_release(first);
         return rc;
     }
+    restore_state(o, semd_snapshot_model(first));
 
     uint64_t from = o->start_seq + 1;
     if (o->jrep.first_seq > from) {
@@ -1065,7 +1128,7 @@ online_status(struct online *o)
     json_t *r = json_pack(
         "{s:b, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, "
         "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}, "
-        "s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:I, s:I, s:o, s:s?}",
+        "s:{s:s, s:I, s:I, s:I, s:I}, s:o, s:o, s:I, s:I, s:o, s:s?}",
         "enabled", 1, "version", (json_int_t)semd_holder_version(o->holder),
         "queued_records", (json_int_t)recs, "queued_bytes",
         (json_int_t)bytes, "words_trained", (json_int_t)st.words_trained,
@@ -1079,7 +1142,7 @@ online_status(struct online *o)
         (json_int_t)o->persisted_version, "damaged_records",
         (json_int_t)o->jrep.damaged_records, "damaged_bytes",
         (json_int_t)o->jrep.damaged_bytes, "damage",
-        o->jrep.message[0] ? o->jrep.message : NULL, "start", "version",
+        o->jrep.message[0] ? o->jrep.message : NULL, "start", "trainer_state", o->start_state, "version",
         (json_int_t)o->start_version, "included_seq",
         (json_int_t)o->start_seq, "replay_from", (json_int_t)o->replay_from,
         "replay_to", (json_int_t)o->replay_to, "last_publish",
