@@ -8,7 +8,12 @@
 #    model, against `semd info` of the same model (a process that only opens
 #    it; median of 5): target < 0.2 s;
 #  - the token health report (norms, near-duplicates by hashing,
-#    unreachable tokens; median of 3), for information.
+#    unreachable tokens; median of 3), for information;
+#  - POST /v1/tokenize of "From numbers to meaning" on the served model:
+#    median latency over one keep-alive connection against GET /v1/health
+#    on the same connection (the HTTP round trip alone): target < 2 ms;
+#  - GET /v1/tokens/report answered from the cache against its first,
+#    computing, call.
 set -eu
 : "${BUILD:=build}"
 : "${SEMD_BIN:=$BUILD/semd}"
@@ -116,3 +121,61 @@ for i in 1 2 3; do
 done
 rh=$(printf '%s\n' "${rep[@]}" | median)
 row "tokens-report on the GPT-2-sized model (hashing)" "$rh ms" "" "" "" "INFO"
+
+# the routes, timed by one Python process over one keep-alive connection:
+# 500 tokenize requests interleaved with 500 health requests (medians), then
+# the report's first call and the median of 20 cached calls
+read -r tk hl r1 r2 < <(/usr/bin/python3 - "$SEMD_BIN" "$model" <<'PY'
+import http.client, json, socket, statistics, subprocess, sys, time
+semd, model = sys.argv[1], sys.argv[2]
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+s.close()
+p = subprocess.Popen([semd, "serve", model, "--listen", f"127.0.0.1:{port}"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    for _ in range(3000):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            c.request("GET", "/v1/ready")
+            r = c.getresponse()
+            r.read()
+            if r.status == 200:
+                break
+        except OSError:
+            time.sleep(0.01)
+    else:
+        sys.exit(1)
+    body = json.dumps({"text": "From numbers to meaning"})
+    hdr = {"Content-Type": "application/json"}
+    def timed(method, path, data=None, headers={}):
+        t0 = time.perf_counter()
+        c.request(method, path, data, headers)
+        r = c.getresponse()
+        out = r.read()
+        if r.status != 200:
+            sys.exit(1)
+        return time.perf_counter() - t0, out
+    tk, hl = [], []
+    for i in range(500):
+        t, out = timed("POST", "/v1/tokenize", body, hdr)
+        ids = [x["id"] for x in json.loads(out)["result"]["tokens"]]
+        if ids != [4863, 3146, 284, 3616]:
+            sys.exit(1)
+        tk.append(t)
+        hl.append(timed("GET", "/v1/health")[0])
+    r1, out = timed("GET", "/v1/tokens/report")
+    if json.loads(out)["result"]["cached"]:
+        sys.exit(1)
+    r2 = [timed("GET", "/v1/tokens/report")[0] for _ in range(20)]
+    print(f"{statistics.median(tk) * 1e3:.3f} {statistics.median(hl) * 1e3:.3f} "
+          f"{r1 * 1e3:.1f} {statistics.median(r2) * 1e3:.2f}")
+finally:
+    p.terminate(); p.wait()
+PY
+) || { row "POST /v1/tokenize" "semd serve failed" "" "" "< 2 ms" "FAIL"; exit 1; }
+row "POST /v1/tokenize \"From numbers to meaning\" (median latency) vs GET /v1/health" \
+    "$tk ms" "$hl ms" "$(awk -v a="$tk" -v b="$hl" 'BEGIN {printf "%.2f", a / b}')" \
+    "< 2 ms" "$(awk -v a="$tk" 'BEGIN {print a < 2 ? "PASS" : "FAIL"}')"
+row "GET /v1/tokens/report from the cache (median) vs its first call" \
+    "$r2 ms" "$r1 ms" "$(awk -v a="$r2" -v b="$r1" 'BEGIN {printf "%.2g", a / b}')" \
+    "" "INFO"
