@@ -239,7 +239,9 @@ answer(struct rctx *x)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", x->id);
-    for (int i = 0; i + 1 < 12 && rp->headers[i]; i += 2)
+    for (size_t i = 0; i + 1 < sizeof rp->headers / sizeof rp->headers[0] &&
+                       rp->headers[i];
+         i += 2)
         MHD_add_response_header(resp, rp->headers[i], rp->headers[i + 1]);
     if (status == 405 && x->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, x->allow);
@@ -327,6 +329,8 @@ run(struct rctx *x)
     }
     x->rq.if_none_match = MHD_lookup_connection_value(
         x->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    x->rq.accept_encoding = MHD_lookup_connection_value(
+        x->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
     x->rq.job = &x->job;
     r->fn(&x->rq, &x->rp);
     if (!x->rp.deferred)

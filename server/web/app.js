@@ -7,7 +7,8 @@ const $ = (id) => document.getElementById(id);
 const SVGNS = 'http://www.w3.org/2000/svg';
 
 // One API call: the "result" of the envelope, or an Error whose message
-// is the server's, with the unknown words when it lists them.
+// is the server's, with the unknown words when it lists them (and the
+// error's code and the HTTP status, for callers that tell cases apart).
 async function api(method, path, body) {
   const init = { method, headers: {} };
   if (body !== undefined) {
@@ -27,7 +28,10 @@ async function api(method, path, body) {
     let msg = err && err.message ? err.message : 'HTTP ' + res.status;
     if (err && err.words && err.words.length)
       msg = 'not in the vocabulary: ' + err.words.join(', ');
-    throw new Error(msg);
+    const e = new Error(msg);
+    e.status = res.status;
+    e.code = err && err.code;
+    throw e;
   }
   return doc.result;
 }
@@ -57,7 +61,7 @@ async function loadModel() {
       m.index.factory + (m.index.exact ? ' (exact)' : '') +
       ' · version ' + m.version;
     const st = m.training && m.training.state;
-    $('train').hidden = !st || st === 'off' || st === 'disabled';
+    showTraining(!!st && st !== 'off' && st !== 'disabled', m.version);
   } catch (e) {
     say('model', 'Could not describe the model: ' + e.message, true);
   }
@@ -102,6 +106,7 @@ async function search(q) {
       .map((t) => t.word + ' → ' + t.resolved);
     say('search-status', r.neighbors.length + ' neighbours of ' + q +
         (via.length ? ' (read as ' + via.join(', ') + ')' : ''));
+    setSearched(isExpression(q) ? '' : q);
     if (!isExpression(q)) {
       $('map-word').value = q;
       drawMap(q);
@@ -109,6 +114,7 @@ async function search(q) {
   } catch (e) {
     list.replaceChildren();
     say('search-status', e.message, true);
+    setSearched('');
   }
 }
 
@@ -369,21 +375,278 @@ async function sets() {
 }
 
 // -------------------------------------------------------------- training
-async function train() {
-  say('train-status', 'Sending…');
+// Shown only when the server trains. The write token lives in its
+// password box and in the request's Authorization header, nowhere else:
+// not in storage, not in a URL. Progress is polled from GET /v1/train
+// once a second while the panel is open and the page is visible, one
+// request at a time; pinned words are compared across versions with
+// GET /v1/words/{word}/drift whenever a new version is published.
+const training = {
+  on: false,
+  timer: 0,
+  busy: false,
+  seen: 0,      // the newest version the progress poll has seen
+  oldest: 0,    // the oldest version the server still retains
+  version: 0,   // the newest version known, from /v1/model or /v1/train
+};
+const pins = new Map(); // word -> { from, row }
+let searched = '';      // the last single word searched, for "Pin"
+
+function setSearched(word) {
+  searched = word;
+  const b = $('pin-searched');
+  b.hidden = !training.on || !word;
+  b.textContent = 'Pin ' + word;
+  b.setAttribute('aria-label', 'Pin ' + word + ' to watch its drift in the training panel');
+}
+
+function showTraining(on, version) {
+  if (version > training.version) training.version = version;
+  const was = training.on;
+  training.on = on;
+  $('train').hidden = !on;
+  if (!on) $('pin-searched').hidden = true;
+  if (on !== was) schedulePoll(0);
+}
+
+function pollWanted() {
+  return training.on && $('train-panel').open &&
+    document.visibilityState === 'visible';
+}
+
+function schedulePoll(ms) {
+  clearTimeout(training.timer);
+  training.timer = 0;
+  if (pollWanted()) training.timer = setTimeout(poll, ms);
+}
+
+const num = (x) => Math.round(x).toLocaleString('en');
+
+function bytes(n) {
+  if (n < 1024) return n + ' bytes';
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+  return (n / 1024 / 1024).toFixed(1) + ' MiB';
+}
+
+// "06:10:02, 3 s ago" from an ISO time, or "not yet"
+function when(iso) {
+  if (!iso) return 'not yet';
+  const t = new Date(iso);
+  if (isNaN(t)) return iso;
+  const ago = Math.max(0, Math.round((Date.now() - t.getTime()) / 1000));
+  return t.toLocaleTimeString('en-GB') + ', ' +
+    (ago < 120 ? ago + ' s ago' : Math.round(ago / 60) + ' min ago');
+}
+
+function setText(id, text) {
+  const e = $(id);
+  if (e.textContent !== text) e.textContent = text; // no needless re-announcing
+}
+
+function showProgress(st) {
+  const kept = st.retained_versions || [];
+  training.oldest = kept.length ? Math.min(...kept) : st.version;
+  setText('tf-version', st.version + (kept.length > 1
+    ? ' (kept: ' + Math.min(...kept) + '–' + Math.max(...kept) + ')' : ''));
+  setText('tf-queued', num(st.queued_records) + ' records, ' + bytes(st.queued_bytes));
+  setText('tf-words', num(st.words_trained));
+  setText('tf-rate', num(st.words_per_sec));
+  setText('tf-loss', st.words_trained ? st.loss.toFixed(4) : '–');
+  setText('tf-new', num(st.new_words));
+  setText('tf-publish', when(st.last_publish));
+  setText('tf-persist', when(st.last_persist));
+  // the sentence a screen reader hears: it changes with the version and
+  // the queue, not with every figure
+  const q = st.queued_records;
+  let live = 'Version ' + st.version + ' is being served; ' +
+    (q ? num(q) + (q === 1 ? ' post waits' : ' posts wait') + ' to be trained.'
+       : 'nothing waits to be trained.');
+  if (st.last_error) live += ' The trainer reports: ' + st.last_error;
+  setText('train-live', live);
+  $('train-live').classList.toggle('error', !!st.last_error);
+}
+
+async function poll() {
+  training.timer = 0;
+  if (!pollWanted() || training.busy) return;
+  training.busy = true;
   try {
-    const res = await fetch('/v1/train', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json',
-                 Authorization: 'Bearer ' + $('train-token').value },
-      body: JSON.stringify({ text: $('train-text').value }),
-    });
-    const doc = await res.json().catch(() => null);
-    if (!res.ok) throw new Error(doc && doc.error ? doc.error.message : 'HTTP ' + res.status);
-    say('train-status', 'Accepted; the model will publish a new version.');
+    const st = await api('GET', '/v1/train');
+    if (!st.enabled) { showTraining(false, 0); return; }
+    showProgress(st);
+    if (st.version > training.version) training.version = st.version;
+    if (st.version !== training.seen) {
+      const first = !training.seen;
+      training.seen = st.version;
+      if (!first) loadModel(); // the model line names the version
+      refreshPins();
+    }
   } catch (e) {
-    say('train-status', e.message, true);
+    setText('train-live', 'Could not read the training progress: ' + e.message);
+    $('train-live').classList.add('error');
+  } finally {
+    training.busy = false;
+    if (!training.timer) schedulePoll(1000);
   }
+}
+
+async function train() {
+  const text = $('train-text').value;
+  const token = $('train-token').value;
+  if (!text.trim()) {
+    say('train-status', 'Write some text to learn from first.', true);
+    return;
+  }
+  if (!token) {
+    say('train-status', 'Give the write token: the server learns only from ' +
+        'text posted with it.', true);
+    $('train-token').focus();
+    return;
+  }
+  say('train-status', 'Sending…');
+  let res;
+  try {
+    res = await fetch('/v1/train', {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain; charset=utf-8',
+                 Authorization: 'Bearer ' + token },
+      body: text,
+      cache: 'no-store',
+    });
+  } catch (e) {
+    say('train-status', 'The server did not answer (' + e.message + ').', true);
+    return;
+  }
+  let doc = null;
+  try { doc = await res.json(); } catch (e) { /* not JSON: said below */ }
+  const msg = doc && doc.error && doc.error.message ? doc.error.message : '';
+  if (res.status === 202 && doc && doc.result) {
+    const r = doc.result;
+    say('train-status', 'Accepted as post ' + r.seq + ' (' +
+        num(r.queued_records) + ' waiting to be trained). The next version ' +
+        'the server publishes includes it.');
+    schedulePoll(300);
+    return;
+  }
+  let words;
+  switch (res.status) {
+  case 401:
+    words = 'The server did not accept the write token (' + msg +
+      '). Check it and post again.';
+    break;
+  case 403:
+    words = 'The server refuses to learn from posts: ' + msg + '.';
+    break;
+  case 413:
+    words = 'The text is too large for one post (' + msg +
+      '). Split it and post the parts.';
+    break;
+  case 429: {
+    const wait = parseInt(res.headers.get('Retry-After'), 10) || 1;
+    words = 'The training queue is full (' + msg + '). The server asks ' +
+      'to wait ' + wait + ' s before posting again; the button is back then.';
+    const b = $('train-send');
+    b.disabled = true;
+    setTimeout(() => { b.disabled = false; }, wait * 1000);
+    break;
+  }
+  case 503:
+    words = 'The server cannot take text now: ' + msg + '.';
+    break;
+  default:
+    words = 'The post failed (HTTP ' + res.status + (msg ? ': ' + msg : '') + ').';
+  }
+  say('train-status', words, true);
+}
+
+function pin(word) {
+  word = word.trim();
+  if (!word) return;
+  if (/\s/.test(word)) {
+    say('pin-status', 'Pin one word at a time: “' + word + '” has spaces.', true);
+    return;
+  }
+  if (pins.has(word)) {
+    say('pin-status', word + ' is pinned already.');
+    return;
+  }
+  const row = el('tr');
+  const th = el('th', null, word);
+  th.scope = 'row';
+  const unpin = el('button', 'unpin', 'Unpin');
+  unpin.type = 'button';
+  unpin.setAttribute('aria-label', 'Unpin ' + word);
+  unpin.addEventListener('click', () => {
+    pins.delete(word);
+    row.remove();
+    say('pin-status', 'Unpinned ' + word + '.');
+    $('pin-word').focus();
+  });
+  const cells = [el('td', 'versions'), el('td', 'cos'), el('td', 'entered'),
+                 el('td', 'left'), el('td')];
+  cells[4].append(unpin);
+  row.append(th, ...cells);
+  row.dataset.word = word;
+  $('pins').tBodies[0].append(row);
+  pins.set(word, { from: training.version, row });
+  say('pin-status', 'Pinned ' + word + ' at version ' + training.version + '.');
+  refreshPin(word);
+}
+
+function refreshPins() {
+  for (const w of pins.keys()) refreshPin(w);
+}
+
+async function refreshPin(word) {
+  const p = pins.get(word);
+  if (!p) return;
+  const to = training.version;
+  // a version the server no longer keeps cannot be compared with: the
+  // oldest one it keeps stands in
+  const from = Math.max(p.from, training.oldest || 0);
+  const [, vc, cc, ec, lc] = p.row.cells;
+  try {
+    const r = await api('GET', '/v1/words/' + encodeURIComponent(word) +
+                        '/drift?from=' + from + '&to=' + to);
+    if (pins.get(word) !== p) return; // unpinned meanwhile
+    vc.textContent = r.from === r.to ? r.to + ' (no newer version yet)'
+      : r.from + ' → ' + r.to + (from > p.from ? ' (oldest kept)' : '');
+    cc.textContent = fmt(r.cosine);
+    cc.setAttribute('aria-label', 'cosine ' + fmt(r.cosine) + ', moved ' +
+                    fmt(1 - r.cosine));
+    ec.textContent = r.entered.length ? r.entered.join(', ') : '—';
+    lc.textContent = r.left.length ? r.left.join(', ') : '—';
+    p.row.classList.remove('error');
+  } catch (e) {
+    if (pins.get(word) !== p) return;
+    if (e.code === 'unknown_word' && from < to) {
+      // not in the version it was pinned at: a new word; compare from the
+      // first version that has it, if this one does
+      try {
+        await api('GET', '/v1/words/' + encodeURIComponent(word) +
+                  '/drift?from=' + to + '&to=' + to);
+        p.from = to;
+        refreshPin(word);
+        return;
+      } catch (e2) { /* still unknown: said below */ }
+    }
+    vc.textContent = e.code === 'unknown_word'
+      ? 'not in version ' + to + ' yet' : e.message;
+    cc.textContent = ec.textContent = lc.textContent = '—';
+    p.row.classList.toggle('error', e.code !== 'unknown_word');
+  }
+}
+
+function setupTraining() {
+  $('train-form').addEventListener('submit', (ev) => { ev.preventDefault(); train(); });
+  $('pin-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    pin($('pin-word').value);
+    $('pin-word').value = '';
+  });
+  $('pin-searched').addEventListener('click', () => pin(searched));
+  $('train-panel').addEventListener('toggle', () => schedulePoll(0));
+  document.addEventListener('visibilitychange', () => schedulePoll(0));
 }
 
 // ------------------------------------------------------------------ wiring
@@ -409,9 +672,11 @@ function init() {
   $('map-form').addEventListener('submit', (ev) => { ev.preventDefault(); drawMap($('map-word').value); });
   $('analogy-form').addEventListener('submit', (ev) => { ev.preventDefault(); analogy(); });
   $('sets-form').addEventListener('submit', (ev) => { ev.preventDefault(); sets(); });
-  $('train-form').addEventListener('submit', (ev) => { ev.preventDefault(); train(); });
   setupPlot();
-  loadModel();
+  setupTraining();
+  // what the first paint does not need waits for the load event
+  if (document.readyState === 'complete') loadModel();
+  else window.addEventListener('load', () => setTimeout(loadModel, 0), { once: true });
 }
 
 init();

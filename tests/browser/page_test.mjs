@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // page_test.mjs - the web page in the system's headless Chromium (Debian
 // package chromium, driven by playwright-core; never a browser download)
-// against a real `semd serve` on the test fixture. Prints cmocka's summary
+// against a real `semd serve` on the test fixture, read-only; then against
+// a second one that trains (--train on a copy of the fixture, publishing
+// every 0.2 s), through the page's training panel. Prints cmocka's summary
 // lines so tests/run.sh counts its cases with the C tests.
 //
 // Environment: SEMD_BIN, SEMD_FIXTURE, BUILD (screenshots go to
 // $BUILD/browser/). Skips, saying why, only when Chromium is not installed.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync,
+         writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -27,9 +30,10 @@ if (!existsSync(CHROMIUM)) {
 mkdirSync(shots, { recursive: true });
 
 // The daemon on a free port: it prints "semd: listening on http://HOST:PORT".
-function startServer() {
+function startServer(model = fixture, extra = []) {
   return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['serve', fixture, '--listen', '127.0.0.1:0', '--threads', '2'],
+    const p = spawn(bin, ['serve', model, '--listen', '127.0.0.1:0', '--threads', '2',
+                          ...extra],
                     { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error('semd serve did not start: ' + out)), 20000);
@@ -45,13 +49,16 @@ function startServer() {
 }
 
 let passed = 0;
+let current = '';
 const failed = [];
 async function test(name, fn) {
   console.log(`[ RUN      ] ${name}`);
+  current = name;
+  const t0 = Date.now();
   try {
     await fn();
     passed++;
-    console.log(`[       OK ] ${name}`);
+    console.log(`[       OK ] ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failed.push(name);
     console.log(`[  ERROR   ] --- ${e.message}`);
@@ -60,8 +67,26 @@ async function test(name, fn) {
 }
 function check(cond, msg) { if (!cond) throw new Error(msg); }
 
+// Text that uses a word the fixture lacks in royal company, as
+// tests/test_online.c does: after training it must be searchable.
+const NEW_WORD = 'zorblat';
+function royalText(lines) {
+  const s = [
+    `the king and the ${NEW_WORD} ruled the kingdom together .`,
+    `the queen spoke to the ${NEW_WORD} about the throne .`,
+    `the ${NEW_WORD} was crowned by the king and queen .`,
+    `a prince and a ${NEW_WORD} sat on the royal throne .`,
+    `the kingdom loved its queen , its king and its ${NEW_WORD} .`,
+  ];
+  return Array.from({ length: lines }, (_, i) => s[i % s.length]).join('\n') + '\n';
+}
+const TOKEN = 'page-test-write-token-0123456789';
+const scale = parseFloat(process.env.SEMD_TEST_TIME_SCALE || '1') || 1;
+
 const { proc, url } = await startServer();
+let trainer = null; // the second daemon, started once the first is done with
 const profile = mkdtempSync(join(tmpdir(), 'semd-chromium-'));
+const work = mkdtempSync(join(tmpdir(), 'semd-page-train-'));
 let ctx;
 const problems = []; // console errors, page errors, failed requests
 try {
@@ -74,24 +99,41 @@ try {
     viewport: { width: 1280, height: 900 },
   });
   const page = ctx.pages()[0] || await ctx.newPage();
-  page.setDefaultTimeout(10000);
-  // the one API error the cases provoke on purpose is not a problem
-  const expected = (m) => /status of 404/.test(m.text()) &&
-    /\/v1\/similarity$/.test(m.location().url || '');
+  page.setDefaultTimeout(10000 * scale);
+  // the API errors the cases provoke on purpose are not problems: an
+  // unknown word in a set, the new word before training, a wrong token
+  const expected = (m) => {
+    const u = m.location().url || '';
+    return (/status of 404/.test(m.text()) &&
+            (/\/v1\/similarity$/.test(u) ||
+             u.includes('word=' + NEW_WORD) ||
+             u.includes('/v1/words/' + NEW_WORD + '/drift'))) ||
+           (/status of 401/.test(m.text()) && /\/v1\/train$/.test(u));
+  };
   page.on('console', (m) => {
     if (m.type() === 'error' && !expected(m))
       problems.push('console: ' + m.text() + ' at ' + (m.location().url || '?'));
   });
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('requestfailed', (r) => problems.push('request failed: ' + r.url()));
+  page.on('requestfailed', (r) => problems.push('request failed: ' + r.method() + ' ' +
+                                                r.url() + ' (' + r.failure().errorText +
+                                                ') in ' + current));
 
-  console.log('[==========] Running 7 test(s).');
+  console.log('[==========] Running 13 test(s).');
   await test('loads_and_describes_the_model', async () => {
     const res = await page.goto(url + '/', { waitUntil: 'load' });
     check(res.status() === 200, 'GET / answered ' + res.status());
     const csp = res.headers()['content-security-policy'] || '';
     check(csp.includes("default-src 'none'"), 'no strict CSP: ' + csp);
     await page.waitForFunction(() => /20,000 words/.test(document.getElementById('model').textContent));
+    // the page is one response: no stylesheet or script fetched apart
+    const fetched = await page.evaluate(() => performance.getEntriesByType('resource')
+      .map((r) => new URL(r.name).pathname).filter((p) => !p.startsWith('/v1/')));
+    check(fetched.length === 0, 'the first paint fetched ' + fetched.join(', '));
+    check((res.headers()['content-encoding'] || '') === 'gzip',
+          'the page was not sent gzip-compressed');
+    // a read-only server: no training panel
+    check(await page.locator('#train').isHidden(), 'training panel shown without --train');
   });
 
   await test('search_king_lists_queen', async () => {
@@ -176,10 +218,115 @@ try {
     const r = await page.evaluate(async () => {
       const a = await fetch('/', { cache: 'no-store' });
       const tag = a.headers.get('etag');
+      const page = await a.text(); // read: an unread body is aborted later
       const b = await fetch('/', { cache: 'no-store', headers: { 'If-None-Match': tag } });
-      return [a.status, tag, b.status];
+      await b.text();
+      return [a.status, tag, b.status, /<title>semd/.test(page)];
     });
-    check(r[0] === 200 && r[1] && r[2] === 304, 'revalidation: ' + JSON.stringify(r));
+    check(r[0] === 200 && r[1] && r[2] === 304 && r[3], 'revalidation: ' + JSON.stringify(r));
+    check(problems.length === 0, 'problems in the browser:\n  ' + problems.join('\n  '));
+  });
+
+  // ------------------------------------------------- a server that trains
+  const model = join(work, 'model.semd');
+  copyFileSync(fixture, model);
+  const tokenFile = join(work, 'token');
+  writeFileSync(tokenFile, TOKEN + '\n', { mode: 0o600 });
+  chmodSync(tokenFile, 0o600);
+  mkdirSync(join(work, 'data'));
+  trainer = await startServer(model, ['--train', '--data-dir', join(work, 'data'),
+                                      '--token-file', tokenFile,
+                                      '--publish-interval', '0.2', '--min-count', '5']);
+  const version = async () => parseInt(await page.textContent('#tf-version'), 10);
+
+  await test('training_panel_shows_when_the_server_trains', async () => {
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(trainer.url + '/', { waitUntil: 'load' });
+    await page.locator('#train').waitFor({ state: 'visible' });
+    await page.waitForFunction(() => /^\d+/.test(document.getElementById('tf-version').textContent));
+    check(await page.getAttribute('#train-token', 'type') === 'password', 'the token box shows the token');
+    check(await page.getAttribute('#train-live', 'aria-live') === 'polite', 'progress is not announced');
+    // before training the new word is unknown, said in words
+    await page.fill('#q', NEW_WORD);
+    await page.press('#q', 'Enter');
+    await page.waitForFunction((w) => document.getElementById('search-status').textContent
+      .includes('not in the vocabulary: ' + w), NEW_WORD);
+  });
+
+  await test('wrong_token_is_explained', async () => {
+    await page.fill('#train-text', 'the king');
+    await page.fill('#train-token', 'not-the-token');
+    await page.click('#train-send');
+    await page.waitForFunction(() => /did not accept the write token/.test(
+      document.getElementById('train-status').textContent));
+    check(await page.$eval('#train-status', (e) => e.classList.contains('error')), 'error not marked');
+    check(!page.url().includes('token'), 'the token went into the URL: ' + page.url());
+    const stored = await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage));
+    check(!stored.includes('not-the-token'), 'the token was stored: ' + stored);
+  });
+
+  let v0 = 0;
+  await test('pinned_words_and_posted_text_raise_the_version', async () => {
+    // pin king from the search, the new word from the box (keyboard)
+    await page.fill('#q', 'king');
+    await page.press('#q', 'Enter');
+    await page.locator('#pin-searched').waitFor({ state: 'visible' });
+    await page.click('#pin-searched');
+    await page.fill('#pin-word', NEW_WORD);
+    await page.press('#pin-word', 'Enter');
+    await page.locator('#pins tr[data-word=king] td.cos', { hasText: /^1\.000$/ }).waitFor();
+    await page.locator(`#pins tr[data-word=${NEW_WORD}] td.versions`, { hasText: /not in version/ }).waitFor();
+    v0 = await version();
+    await page.fill('#train-text', royalText(300));
+    await page.fill('#train-token', TOKEN);
+    await page.click('#train-send');
+    await page.waitForFunction(() => /^Accepted as post \d+/.test(
+      document.getElementById('train-status').textContent));
+    await page.waitForFunction((v) => parseInt(document.getElementById('tf-version').textContent, 10) > v,
+                               v0, { timeout: 30000 * scale });
+    const words = await page.textContent('#tf-words');
+    check(parseInt(words.replace(/,/g, ''), 10) > 0, 'no words trained: ' + words);
+    const live = await page.textContent('#train-live');
+    check(/^Version \d+ is being served/.test(live), 'progress says: ' + live);
+  });
+
+  await test('pinned_king_shows_its_drift', async () => {
+    const cos = page.locator('#pins tr[data-word=king] td.cos');
+    await page.locator('#pins tr[data-word=king] td.versions', { hasText: /→/ }).waitFor();
+    const c = parseFloat(await cos.textContent());
+    check(c > 0 && c < 1, 'king\'s cosine across versions: ' + c);
+    const from = await page.textContent('#pins tr[data-word=king] td.versions');
+    check(from.startsWith(v0 + ' →'), `drift from ${v0} expected: ${from}`);
+  });
+
+  await test('the_new_word_becomes_searchable', async () => {
+    // published in some version after the post: search until it is
+    const deadline = Date.now() + 30000 * scale;
+    for (;;) {
+      await page.fill('#q', NEW_WORD);
+      await page.press('#q', 'Enter');
+      await page.waitForFunction(() => !/Searching/.test(document.getElementById('search-status').textContent));
+      if (await page.locator('#neighbors li').count() === 10) break;
+      check(Date.now() < deadline, NEW_WORD + ' never became searchable: ' +
+            await page.textContent('#search-status'));
+      await page.waitForTimeout(300);
+    }
+    // its pin now compares from the first version that has it
+    await page.locator(`#pins tr[data-word=${NEW_WORD}] td.cos`, { hasText: /^[01]\.\d{3}$/ })
+      .waitFor({ timeout: 15000 * scale });
+    await page.screenshot({ path: join(shots, 'train.png'), fullPage: true });
+    // unpin by keyboard
+    await page.focus(`#pins tr[data-word=${NEW_WORD}] button.unpin`);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((w) => !document.querySelector(`#pins tr[data-word=${w}]`), NEW_WORD);
+  });
+
+  await test('training_panel_at_phone_width', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `the page is ${overflow}px wider than a phone`);
+    await page.locator('#train').screenshot({ path: join(shots, 'train-phone.png') });
     check(problems.length === 0, 'problems in the browser:\n  ' + problems.join('\n  '));
   });
 } catch (e) {
@@ -188,7 +335,14 @@ try {
 } finally {
   if (ctx) await ctx.close().catch(() => {});
   proc.kill('SIGTERM');
+  if (trainer) {
+    // it persists a snapshot as it stops: wait before removing its files
+    const gone = new Promise((r) => trainer.proc.once('exit', r));
+    trainer.proc.kill('SIGTERM');
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 10000 * scale))]);
+  }
   rmSync(profile, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
 }
 console.log(`[==========] ${passed + failed.length} test(s) run.`);
 console.log(`[  PASSED  ] ${passed} test(s).`);
@@ -196,5 +350,6 @@ if (failed.length) {
   console.log(`[  FAILED  ] ${failed.length} test(s), listed below:`);
   for (const f of failed) console.log(`[  FAILED  ] ${f}`);
 }
-console.log(`screenshots: ${shots}/desktop.png, ${shots}/phone.png`);
+console.log(`screenshots: ${shots}/desktop.png, ${shots}/phone.png, ` +
+            `${shots}/train.png, ${shots}/train-phone.png`);
 process.exit(failed.length ? 1 : 0);
