@@ -100,6 +100,7 @@ TESTS := \
 	test_tokens_http \
 	test_follow \
 	test_online \
+	test_online_index \
 	test_query \
 	test_eval \
 	test_project

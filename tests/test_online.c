@@ -10,175 +10,41 @@
 #define _GNU_SOURCE /* strcasestr */
 #include "test.h"
 
-#include <arpa/inet.h>
+#include "daemon.h"
+
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+#include <math.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define TOKEN "t-online-0123456789"
+#define AUTH "Authorization: Bearer "
 
-struct daemon {
-    pid_t pid;
-    int port;
-    char log[512];
-};
-
-struct resp {
-    int status;
-    char headers[4096];
-    char *body;
-    size_t len;
-    json_t *json;
-};
-
-static void
-resp_free(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->json);
-    memset(r, 0, sizeof *r);
-}
-
-static double
-now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int
-dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-/* One request on a new connection. 0 with *r filled, -1 when no whole
- * response came back (the daemon died, for instance). */
+/* One request with an optional bearer token (tests/daemon.h does the
+ * rest): 0 with *r filled, -1 when no whole response came back. */
 static int
 request(int port, const char *method, const char *target, const char *ctype,
-        const char *body, const char *token, struct resp *r)
+        const char *body, const char *token, struct t_resp *r)
 {
-    memset(r, 0, sizeof *r);
-    size_t bl = body ? strlen(body) : 0;
-    size_t cap = 1024 + bl + strlen(target);
-    char *req = malloc(cap);
-    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Connection: close\r\n", method, target);
-    if (ctype)
-        n += snprintf(req + n, cap - (size_t)n, "Content-Type: %s\r\n",
-                      ctype);
+    char auth[256] = "";
     if (token)
-        n += snprintf(req + n, cap - (size_t)n,
-                      "Authorization: Bearer %s\r\n", token);
-    if (body)
-        n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n",
-                      bl);
-    n += snprintf(req + n, cap - (size_t)n, "\r\n");
-    if (body)
-        memcpy(req + n, body, bl);
-    size_t total = (size_t)n + bl;
-    int fd = dial(port);
-    if (fd < 0) {
-        free(req);
-        return -1;
-    }
-    for (size_t off = 0; off < total;) {
-        ssize_t k = send(fd, req + off, total - off, MSG_NOSIGNAL);
-        if (k <= 0)
-            break;
-        off += (size_t)k;
-    }
-    free(req);
-    size_t bcap = 8192, len = 0;
-    char *buf = malloc(bcap);
-    for (;;) {
-        if (bcap - len < 4096)
-            buf = realloc(buf, bcap *= 2);
-        ssize_t k = recv(fd, buf + len, bcap - len - 1, 0);
-        if (k <= 0)
-            break;
-        len += (size_t)k;
-    }
-    close(fd);
-    buf[len] = 0;
-    char *end = strstr(buf, "\r\n\r\n");
-    if (!end || strncmp(buf, "HTTP/1.1 ", 9)) {
-        free(buf);
-        return -1;
-    }
-    const char *cl = strcasestr(buf, "\r\nContent-Length:");
-    long clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : -1;
-    size_t hl = (size_t)(end - buf);
-    if (clen < 0 || len < hl + 4 + (size_t)clen) {
-        free(buf);
-        return -1;
-    }
-    r->status = atoi(buf + 9);
-    snprintf(r->headers, sizeof r->headers, "%.*s", (int)hl, buf);
-    r->len = (size_t)clen;
-    r->body = malloc(r->len + 1);
-    memcpy(r->body, end + 4, r->len);
-    r->body[r->len] = 0;
-    free(buf);
-    r->json = json_loadb(r->body, r->len, 0, NULL);
-    return 0;
-}
-
-static json_t *
-at(json_t *v, const char *path)
-{
-    char key[128];
-    const char *p = path;
-    while (v && *p) {
-        if (*p == '.') {
-            p++;
-            continue;
-        }
-        if (*p == '[') {
-            char *e;
-            long i = strtol(p + 1, &e, 10);
-            v = json_array_get(v, (size_t)i);
-            p = e + 1;
-            continue;
-        }
-        size_t n = strcspn(p, ".[");
-        snprintf(key, sizeof key, "%.*s", (int)n, p);
-        v = json_object_get(v, key);
-        p += n;
-    }
-    return v;
+        snprintf(auth, sizeof auth, AUTH "%s\r\n", token);
+    return t_request(port, method, target, ctype, body,
+                     body ? strlen(body) : 0, token ? auth : NULL, r);
 }
 
 static uint64_t
 u64_at(json_t *v, const char *path)
 {
-    return (uint64_t)json_integer_value(at(v, path));
+    return (uint64_t)json_integer_value(t_json_at(v, path));
 }
 
 /* ---------------------------------------------------------------- daemon */
@@ -197,108 +63,53 @@ keep_path(const char *name)
 static const char *
 token_file(void)
 {
-    const char *p = keep_path("token");
-    t_write_file(p, TOKEN "\n", strlen(TOKEN) + 1);
-    chmod(p, 0600);
-    return p;
+    return t_token_file("token", TOKEN "\n", 0600);
 }
 
 /* Starts semd serve on the fixture with extra flags and waits until it is
  * ready. */
 static void
-start(struct daemon *d, const char *name, const char *const *flags)
+start(struct t_daemon *d, const char *name, const char *const *flags)
 {
-    int out[2];
-    if (pipe(out) != 0)
-        fail_msg("pipe: %s", strerror(errno));
-    snprintf(d->log, sizeof d->log, "%s", t_path(name));
-    const char *argv[48];
+    const char *args[48];
     int n = 0;
-    argv[n++] = t_semd();
-    argv[n++] = "serve";
-    argv[n++] = t_fixture();
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--threads";
-    argv[n++] = "2";
+    args[n++] = t_fixture();
+    args[n++] = "--threads";
+    args[n++] = "2";
     for (int i = 0; flags && flags[i]; i++)
-        argv[n++] = flags[i];
-    argv[n] = NULL;
-    d->pid = fork();
-    if (d->pid == 0) {
-        dup2(out[1], 1);
-        int e = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (e >= 0)
-            dup2(e, 2);
-        close(out[0]);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
-    FILE *f = fdopen(out[0], "r");
-    char line[256];
-    d->port = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "semd: listening on http://127.0.0.1:%d",
-                   &d->port) == 1)
-            break;
-    fclose(f);
-    if (!d->port)
-        fail_msg("semd serve did not start; log in %s", d->log);
-    for (double t0 = now_s(); now_s() - t0 < 30;) {
-        struct resp r;
-        if (request(d->port, "GET", "/v1/ready", NULL, NULL, NULL, &r) ==
-            0) {
-            int st = r.status;
-            resp_free(&r);
-            if (st == 200)
-                return;
-        }
-        usleep(20 * 1000);
-    }
-    fail_msg("semd serve did not become ready; log in %s", d->log);
-}
-
-static int
-stop(struct daemon *d, int sig)
-{
-    if (!d->pid)
-        return -1;
-    kill(d->pid, sig);
-    int st = 0;
-    waitpid(d->pid, &st, 0);
-    d->pid = 0;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        args[n++] = flags[i];
+    args[n] = NULL;
+    int rc = t_daemon_start(d, name, args);
+    if (rc != 0)
+        fail_msg("semd serve did not start (%d); log in %s", rc, d->log);
 }
 
 static json_t *
-train_status(struct daemon *d)
+train_status(struct t_daemon *d)
 {
-    struct resp r;
+    struct t_resp r;
     if (request(d->port, "GET", "/v1/train", NULL, NULL, NULL, &r) != 0)
         fail_msg("GET /v1/train: no response");
     assert_int_equal(r.status, 200);
-    json_t *res = json_incref(at(r.json, "result"));
-    resp_free(&r);
+    json_t *res = json_incref(t_json_at(r.json, "result"));
+    t_resp_free(&r);
     return res;
 }
 
 /* Waits until everything posted so far is trained and published. */
 static json_t *
-wait_trained(struct daemon *d, double timeout)
+wait_trained(struct t_daemon *d, double timeout)
 {
     /* the sanitizer builds run several times slower (Makefile) */
-    const char *scale = getenv("SEMD_TEST_TIME_SCALE");
-    if (scale && atof(scale) > 1)
-        timeout *= atof(scale);
-    for (double t0 = now_s();;) {
+    timeout *= t_scale();
+    for (double t0 = t_now();;) {
         json_t *s = train_status(d);
         uint64_t last = u64_at(s, "journal.last_seq");
         if (u64_at(s, "journal.trained_seq") == last &&
             u64_at(s, "journal.published_seq") == last)
             return s;
         json_decref(s);
-        if (now_s() - t0 > timeout)
+        if (t_now() - t0 > timeout)
             fail_msg("training did not catch up in %.0f s; log in %s",
                      timeout, d->log);
         usleep(50 * 1000);
@@ -350,7 +161,7 @@ query_loop(void *arg)
 {
     struct querier *q = arg;
     while (!atomic_load(&q->stop)) {
-        struct resp r;
+        struct t_resp r;
         int rc = request(q->port, "GET", "/v1/neighbors?word=king&k=10",
                          NULL, NULL, NULL, &r);
         if (rc != 0 || r.status != 200) {
@@ -366,7 +177,7 @@ query_loop(void *arg)
                 q->went_back = 1;
             q->last_version = v;
         }
-        resp_free(&r);
+        t_resp_free(&r);
         q->done++;
     }
     return NULL;
@@ -378,24 +189,24 @@ static void
 test_train_off(void **state)
 {
     (void)state;
-    struct daemon d;
+    struct t_daemon d;
     const char *flags[] = {"--token-file", token_file(), NULL};
     start(&d, "off.log", flags);
-    struct resp r;
+    struct t_resp r;
     assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
                              "the king", TOKEN, &r), 0);
     assert_int_equal(r.status, 403);
-    assert_string_equal(json_string_value(at(r.json, "error.code")),
+    assert_string_equal(json_string_value(t_json_at(r.json, "error.code")),
                         "forbidden");
-    assert_non_null(strstr(json_string_value(at(r.json, "error.message")),
+    assert_non_null(strstr(json_string_value(t_json_at(r.json, "error.message")),
                            "--train"));
-    resp_free(&r);
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "GET", "/v1/train", NULL, NULL, NULL,
                              &r), 0);
     assert_int_equal(r.status, 200);
-    assert_true(json_is_false(at(r.json, "result.enabled")));
-    resp_free(&r);
-    assert_int_equal(stop(&d, SIGTERM), 0);
+    assert_true(json_is_false(t_json_at(r.json, "result.enabled")));
+    t_resp_free(&r);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
 }
 
 static void
@@ -415,36 +226,36 @@ static void
 test_new_word(void **state)
 {
     (void)state;
-    struct daemon d;
+    struct t_daemon d;
     const char *flags[] = {"--train", "--data-dir", keep_path("new-word"),
                            "--token-file", token_file(),
                            "--publish-interval", "0.2", "--min-count", "5",
                            "--train-threads", "2", NULL};
     start(&d, "new-word.log", flags);
-    struct resp r;
+    struct t_resp r;
     /* the word is unknown before any text mentions it */
     assert_int_equal(request(d.port, "GET", "/v1/neighbors?word=zorblat",
                              NULL, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 404);
-    resp_free(&r);
+    t_resp_free(&r);
     /* no token, wrong token */
     assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
                              "the king", NULL, &r), 0);
     assert_int_equal(r.status, 401);
-    resp_free(&r);
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
                              "the king", "wrong-token-xyz", &r), 0);
     assert_int_equal(r.status, 401);
-    resp_free(&r);
+    t_resp_free(&r);
     /* bad bodies */
     assert_int_equal(request(d.port, "POST", "/v1/train", "application/json",
                              "{\"text\": 3}", TOKEN, &r), 0);
     assert_int_equal(r.status, 400);
-    resp_free(&r);
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
                              "  \n ", TOKEN, &r), 0);
     assert_int_equal(r.status, 400);
-    resp_free(&r);
+    t_resp_free(&r);
 
     /* static: a failed assertion leaves the function while it runs */
     static struct querier q;
@@ -476,7 +287,7 @@ test_new_word(void **state)
         uint64_t seq = u64_at(r.json, "result.seq");
         assert_true(seq > last_seq);
         last_seq = seq;
-        resp_free(&r);
+        t_resp_free(&r);
     }
     free(text);
     json_t *st = wait_trained(&d, 20);
@@ -493,7 +304,7 @@ test_new_word(void **state)
     int royal = 0;
     size_t i;
     json_t *e;
-    json_array_foreach(at(r.json, "result.neighbors"), i, e) {
+    json_array_foreach(t_json_at(r.json, "result.neighbors"), i, e) {
         const char *w = json_string_value(json_object_get(e, "word"));
         royal += !strcmp(w, "king") || !strcmp(w, "queen") ||
                  !strcmp(w, "prince") || !strcmp(w, "throne") ||
@@ -501,39 +312,39 @@ test_new_word(void **state)
     }
     if (royal < 2)
         fail_msg("zorblat's neighbours are not royal: %s", r.body);
-    resp_free(&r);
+    t_resp_free(&r);
 
     /* drift of king from the first version to the current one */
     assert_int_equal(request(d.port, "GET", "/v1/words/king/drift?from=1",
                              NULL, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
-    double cos = json_real_value(at(r.json, "result.cosine"));
+    double cos = json_real_value(t_json_at(r.json, "result.cosine"));
     assert_true(cos > 0.3 && cos < 0.99999);
-    assert_int_equal(json_array_size(at(r.json, "result.neighbors_from")),
+    assert_int_equal(json_array_size(t_json_at(r.json, "result.neighbors_from")),
                      10);
-    assert_int_equal(json_array_size(at(r.json, "result.entered")),
-                     json_array_size(at(r.json, "result.left")));
-    resp_free(&r);
+    assert_int_equal(json_array_size(t_json_at(r.json, "result.entered")),
+                     json_array_size(t_json_at(r.json, "result.left")));
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "GET",
                              "/v1/words/zorblat/drift?from=1", NULL, NULL,
                              NULL, &r), 0);
     assert_int_equal(r.status, 404);
-    resp_free(&r);
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "GET", "/v1/words/king/drift?from=999",
                              NULL, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 404);
-    resp_free(&r);
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "GET", "/v1/words/king/drift?from=x",
                              NULL, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 400);
-    resp_free(&r);
+    t_resp_free(&r);
 
     /* the figures in /metrics */
     assert_int_equal(request(d.port, "GET", "/metrics", NULL, NULL, NULL,
                              &r), 0);
     assert_non_null(strstr(r.body, "semd_train_words_total "));
     assert_non_null(strstr(r.body, "semd_train_queued_records 0"));
-    resp_free(&r);
+    t_resp_free(&r);
 
     atomic_store(&q.stop, 1);
     pthread_join(th, NULL);
@@ -543,7 +354,7 @@ test_new_word(void **state)
     assert_false(q.went_back);
     assert_true(q.done > 10);
     assert_true(q.last_version > q.first_version);
-    assert_int_equal(stop(&d, SIGTERM), 0);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
 
     /* a restart serves the persisted version, the new word included */
     start(&d, "new-word.log", flags);
@@ -551,19 +362,19 @@ test_new_word(void **state)
                              NULL, NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_true(u64_at(r.json, "version") >= 2);
-    resp_free(&r);
+    t_resp_free(&r);
     st = train_status(&d);
     assert_int_equal(u64_at(st, "start.included_seq"), last_seq);
     assert_int_equal(u64_at(st, "start.replay_from"), 0);
     json_decref(st);
-    assert_int_equal(stop(&d, SIGTERM), 0);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
 }
 
 static void
 test_backlog(void **state)
 {
     (void)state;
-    struct daemon d;
+    struct t_daemon d;
     const char *flags[] = {"--train", "--data-dir", keep_path("backlog"),
                            "--token-file", token_file(),
                            "--max-backlog-records", "1", "--max-body",
@@ -571,19 +382,19 @@ test_backlog(void **state)
     start(&d, "backlog.log", flags);
     /* a post big enough to keep one trainer thread busy for a while */
     char *text = royal_text(40000);
-    struct resp r;
+    struct t_resp r;
     assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain", text,
                              TOKEN, &r), 0);
     free(text);
     assert_int_equal(r.status, 202);
-    resp_free(&r);
+    t_resp_free(&r);
     assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
                              "the king", TOKEN, &r), 0);
     assert_int_equal(r.status, 429);
-    assert_string_equal(json_string_value(at(r.json, "error.code")),
+    assert_string_equal(json_string_value(t_json_at(r.json, "error.code")),
                         "overloaded");
-    assert_non_null(strcasestr(r.headers, "\r\nRetry-After: "));
-    resp_free(&r);
+    assert_non_null(strcasestr(r.head, "\r\nRetry-After: "));
+    t_resp_free(&r);
     /* once trained, posts are taken again; the refused one was never
      * journaled */
     json_t *st = wait_trained(&d, 30);
@@ -593,8 +404,249 @@ test_backlog(void **state)
                              "the king", TOKEN, &r), 0);
     assert_int_equal(r.status, 202);
     assert_int_equal(u64_at(r.json, "result.seq"), 2);
-    resp_free(&r);
-    assert_int_equal(stop(&d, SIGTERM), 0);
+    t_resp_free(&r);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
+}
+
+/* A word seen min_count - 1 times before a restart and once after joins
+ * the vocabulary: the counts below min_count persist with the snapshot,
+ * and so do the context vectors (start.trainer_state). */
+static void
+test_counts_persist(void **state)
+{
+    (void)state;
+    struct t_daemon d;
+    const char *flags[] = {"--train", "--data-dir", keep_path("counts"),
+                           "--token-file", token_file(),
+                           "--publish-interval", "0.2", "--min-count", "3",
+                           NULL};
+    start(&d, "counts.log", flags);
+    json_t *st = train_status(&d);
+    assert_string_equal(t_json_str(st, "start.trainer_state"), "none");
+    json_decref(st);
+    struct t_resp r;
+    assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
+                             "the king met the quixling .\n"
+                             "the queen and the quixling .", TOKEN, &r), 0);
+    assert_int_equal(r.status, 202);
+    t_resp_free(&r);
+    json_decref(wait_trained(&d, 20));
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
+
+    start(&d, "counts.log", flags);
+    st = train_status(&d);
+    assert_string_equal(t_json_str(st, "start.trainer_state"), "restored");
+    json_decref(st);
+    assert_int_equal(t_get(d.port, "/v1/neighbors?word=quixling", &r), 0);
+    assert_int_equal(r.status, 404);
+    t_resp_free(&r);
+    assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain",
+                             "a quixling spoke .", TOKEN, &r), 0);
+    assert_int_equal(r.status, 202);
+    t_resp_free(&r);
+    json_decref(wait_trained(&d, 20));
+    assert_int_equal(t_get(d.port, "/v1/neighbors?word=quixling&k=3", &r),
+                     0);
+    if (r.status != 200)
+        fail_msg("quixling did not join after a restart: %d %s", r.status,
+                 r.body);
+    t_resp_free(&r);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
+}
+
+/* ------------------------------------------------- the approximate index */
+
+/* The fixture's first rows as a model of their own: an HNSW index of it
+ * builds in a fraction of a second. */
+static const char *
+small_model(uint64_t rows)
+{
+    const char *path = keep_path("small.semd");
+    struct semd_model *m;
+    struct semd_writer *w;
+    struct semd_err err = {0};
+    struct semd_writer_opts o = {"test", "small", SEMD_MODEL_COUNTS_ARE_RANKS};
+    if (semd_model_open(&m, t_fixture(), &err) != 0 ||
+        semd_writer_open(&w, path, semd_model_dims(m), &o, &err) != 0)
+        fail_msg("small model: %s", err.msg);
+    for (uint64_t i = 0; i < rows; i++) {
+        size_t len;
+        const char *word = semd_model_word(m, i, &len);
+        if (semd_writer_add(w, word, len, semd_model_row(m, i), 0, &err) != 0)
+            fail_msg("small model: %s", err.msg);
+    }
+    if (semd_writer_finish(w, &err) != 0)
+        fail_msg("small model: %s", err.msg);
+    semd_model_close(m);
+    return path;
+}
+
+/* Polls GET /v1/train until index.serving is want and index.built_version
+ * is the current version; fails after timeout seconds (scaled). */
+static void
+wait_index(struct t_daemon *d, const char *want, double timeout)
+{
+    timeout *= t_scale();
+    for (double t0 = t_now();;) {
+        json_t *s = train_status(d);
+        int ok = !strcmp(t_json_str(s, "index.serving"), want) &&
+                 u64_at(s, "index.built_version") == u64_at(s, "version");
+        char serving[128];
+        snprintf(serving, sizeof serving, "%s", t_json_str(s,
+                                                        "index.serving"));
+        json_decref(s);
+        if (ok)
+            return;
+        if (t_now() - t0 > timeout)
+            fail_msg("index %s not swapped in after %.0f s (serving %s); "
+                     "log in %s", want, timeout, serving, d->log);
+        usleep(50 * 1000);
+    }
+}
+
+/* Checks GET /v1/neighbors of word on version v against an exact search
+ * of that version's file: every hit scored with its exact cosine, every
+ * changed or new row of the exact top k present, 9 of 10 found. */
+static void
+check_exact(struct t_daemon *d, const char *dir, const char *base,
+            const char *word, const char *want_index)
+{
+    char target[128];
+    snprintf(target, sizeof target, "/v1/neighbors?word=%s&k=10", word);
+    struct t_resp r;
+    assert_int_equal(t_get(d->port, target, &r), 0);
+    if (r.status != 200)
+        fail_msg("%s: %d %s", target, r.status, r.body);
+    assert_string_equal(t_json_str(r.json, "result.index"), want_index);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/snapshots/v%llu.semd", dir,
+             (unsigned long long)u64_at(r.json, "version"));
+    struct semd_model *m, *bm;
+    struct semd_index *ix;
+    struct semd_err err = {0};
+    assert_int_equal(semd_model_open(&m, path, &err), 0);
+    assert_int_equal(semd_model_open(&bm, base, &err), 0);
+    assert_int_equal(semd_index_open(&ix, m, NULL, &err), 0);
+    uint64_t row;
+    assert_int_equal(semd_model_lookup(m, word, strlen(word), &row), 0);
+    struct semd_search s = {0};
+    s.k = 10;
+    s.exclude = &row;
+    s.n_exclude = 1;
+    struct semd_hit h[10];
+    uint32_t nh = 0;
+    assert_int_equal(semd_index_search(ix, semd_model_row(m, row), &s, h, &nh,
+                                       &err), 0);
+    json_t *nb = t_json_at(r.json, "result.neighbors");
+    assert_int_equal(json_array_size(nb), 10);
+    const uint32_t dims = semd_model_dims(m);
+    const float *q = semd_model_row(m, row);
+    size_t i;
+    json_t *e;
+    json_array_foreach(nb, i, e) {
+        uint64_t nr = (uint64_t)json_integer_value(json_object_get(e, "row"));
+        const float *v = semd_model_row(m, nr);
+        double dot = 0, a = 0, b = 0;
+        for (uint32_t j = 0; j < dims; j++) {
+            dot += (double)q[j] * v[j];
+            a += (double)q[j] * q[j];
+            b += (double)v[j] * v[j];
+        }
+        double sim = json_real_value(json_object_get(e, "similarity"));
+        if (fabs(sim - dot / sqrt(a * b)) > 1e-4)
+            fail_msg("%s: %s scored %f, its cosine is %f", word,
+                     json_string_value(json_object_get(e, "word")), sim,
+                     dot / sqrt(a * b));
+    }
+    int found = 0;
+    for (uint32_t k = 0; k < nh; k++) {
+        int in = 0;
+        json_array_foreach(nb, i, e)
+            in |= (uint64_t)json_integer_value(json_object_get(e, "row")) ==
+                  h[k].row;
+        found += in;
+        size_t len;
+        const char *w = semd_model_word(m, h[k].row, &len);
+        uint64_t br;
+        int changed = semd_model_lookup(bm, w, len, &br) != 0 ||
+                      memcmp(semd_model_row(bm, br),
+                             semd_model_row(m, h[k].row),
+                             dims * sizeof(float)) != 0;
+        if (changed && !in)
+            fail_msg("%s: changed row \"%s\" of the exact top 10 missing: "
+                     "%s", word, w, r.body);
+    }
+    if (found < 9)
+        fail_msg("%s: %d of the exact top 10 found: %s", word, found, r.body);
+    semd_index_close(ix);
+    semd_model_close(m);
+    semd_model_close(bm);
+    t_resp_free(&r);
+}
+
+/* With --index HNSW32, a trained version is answered through the previous
+ * version's HNSW index plus an exact scan of its changed and new rows
+ * until its own index is built (no sooner than --index-rebuild-interval
+ * after the last build), then by that index alone. */
+static void
+test_approx_index(void **state)
+{
+    (void)state;
+    const char *model = small_model(5000);
+    const char *dir = keep_path("approx");
+    double interval = 6 * t_scale();
+    char iv[32];
+    snprintf(iv, sizeof iv, "%.1f", interval);
+    struct t_daemon d;
+    const char *args[] = {model, "--threads", "2", "--train", "--data-dir",
+                          dir, "--token-file", token_file(),
+                          "--publish-interval", "0.2", "--min-count", "5",
+                          "--index", "HNSW32", "--index-rebuild-interval",
+                          iv, "--cache-size", "0", NULL};
+    if (t_daemon_start(&d, "approx.log", args) != 0)
+        fail_msg("semd serve did not start; log in %s", d.log);
+    /* the first version's own index, built in the background */
+    wait_index(&d, "HNSW32", 30);
+    double built = t_now();
+    char *text = royal_text(100);
+    struct t_resp r;
+    assert_int_equal(request(d.port, "POST", "/v1/train", "text/plain", text,
+                             TOKEN, &r), 0);
+    free(text);
+    assert_int_equal(r.status, 202);
+    t_resp_free(&r);
+    json_t *st = wait_trained(&d, 20);
+    json_decref(st);
+    st = train_status(&d);
+    double elapsed = t_now() - built;
+    if (elapsed < interval - 1) {
+        /* no rebuild yet: the delta index answers */
+        assert_string_equal(t_json_str(st, "index.serving"),
+                            "HNSW32+exact-delta");
+        assert_true(u64_at(st, "index.delta_rows") > 0);
+        assert_int_equal(u64_at(st, "index.built_version"), 1);
+        check_exact(&d, dir, model, "zorblat", "HNSW32+exact-delta");
+        check_exact(&d, dir, model, "king", "HNSW32+exact-delta");
+        check_exact(&d, dir, model, "queen", "HNSW32+exact-delta");
+    } else {
+        print_message("the delta state went unobserved: training took "
+                      "%.1f s of the %.1f s between builds\n", elapsed,
+                      interval);
+    }
+    json_decref(st);
+    /* then the trained version's own index */
+    wait_index(&d, "HNSW32", interval + 30);
+    check_exact(&d, dir, model, "zorblat", "HNSW32");
+    st = train_status(&d);
+    assert_int_equal(u64_at(st, "index.delta_rows"), 0);
+    assert_true(u64_at(st, "index.builds") >= 2);
+    json_decref(st);
+    assert_int_equal(t_get(d.port, "/v1/model", &r), 0);
+    assert_string_equal(t_json_str(r.json, "result.index.factory"),
+                        "HNSW32");
+    assert_string_equal(t_json_str(r.json, "result.index.state"), "ready");
+    t_resp_free(&r);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
 }
 
 /* ----------------------------------------------------------- crash test */
@@ -613,7 +665,7 @@ post_loop(void *arg)
     struct poster *p = arg;
     char *text = royal_text(20);
     while (!atomic_load(&p->stop)) {
-        struct resp r;
+        struct t_resp r;
         if (request(p->port, "POST", "/v1/train", "text/plain", text, TOKEN,
                     &r) != 0)
             break; /* killed */
@@ -626,7 +678,7 @@ post_loop(void *arg)
             else
                 atomic_store(&p->stop, 1); /* enough for one iteration */
         }
-        resp_free(&r);
+        t_resp_free(&r);
     }
     free(text);
     return NULL;
@@ -710,7 +762,7 @@ test_crash(void **state)
     free(acked.seqs);
     memset(&acked, 0, sizeof acked);
     for (int it = 0; it < iterations; it++) {
-        struct daemon d;
+        struct t_daemon d;
         start(&d, "crash.log", flags);
         json_t *st = train_status(&d);
         uint64_t included = u64_at(st, "start.included_seq");
@@ -757,9 +809,9 @@ test_crash(void **state)
             atomic_store(&p.stop, 1);
             pthread_join(th, NULL);
             json_decref(wait_trained(&d, 30));
-            assert_int_equal(stop(&d, SIGTERM), 0);
+            assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
         } else {
-            assert_int_equal(stop(&d, SIGKILL), 128 + SIGKILL);
+            assert_int_equal(t_daemon_stop(&d, SIGKILL), 128 + SIGKILL);
             atomic_store(&p.stop, 1);
             pthread_join(th, NULL);
         }
@@ -796,6 +848,8 @@ main(void)
         cmocka_unit_test(test_train_off),
         cmocka_unit_test(test_new_word),
         cmocka_unit_test(test_backlog),
+        cmocka_unit_test(test_counts_persist),
+        cmocka_unit_test(test_approx_index),
         cmocka_unit_test(test_crash),
     };
     /* tests/soak/crash.sh runs only the crash test, longer */
