@@ -367,18 +367,20 @@ json_vector(json_t *arr, const char *field, uint32_t dims, float *out,
 
 /* Parses an expression argument into e, reporting errors. */
 static int
-expr_arg(const struct api_arg *a, const char *name, struct semd_expr *e,
-         struct api_reply *rp)
+expr_arg(const struct api_req *rq, const struct api_arg *a, const char *name,
+         struct semd_expr *e, struct api_reply *rp)
 {
     struct semd_err err = {0};
+    size_t max = rq->srv->cfg->max_expr;
     if (!a->len) {
         reply_error(rp, ERR_BAD_REQUEST, NULL, "%s is empty", name);
         return 0;
     }
-    if (a->len > SEMD_MAX_EXPR) {
+    if (a->len > max || a->len > SEMD_MAX_EXPR) {
         reply_error(rp, ERR_BAD_REQUEST, NULL,
-                    "%s is %zu bytes long, over the limit of %d", name,
-                    a->len, SEMD_MAX_EXPR);
+                    "%s is %zu bytes long, over the limit of %zu bytes "
+                    "(--max-expr)", name, a->len,
+                    max < SEMD_MAX_EXPR ? max : (size_t)SEMD_MAX_EXPR);
         return 0;
     }
     if (!utf8_valid(a->val, a->len)) {
@@ -538,7 +540,7 @@ api_neighbors_get(struct api_req *rq, struct api_reply *rp)
         terms = &x->one;
         n = 1;
     } else {
-        if (!expr_arg(q, "q", &x->expr, rp))
+        if (!expr_arg(rq, q, "q", &x->expr, rp))
             return;
         x->have_expr = 1;
         terms = x->expr.terms;
@@ -636,7 +638,7 @@ batch_query(struct api_req *rq, json_t *qo, size_t i, struct bq *b,
     } else if (expr) {
         struct api_arg a = {"expr", expr, strlen(expr)};
         snprintf(field, sizeof field, "queries[%zu].expr", i);
-        if (!expr_arg(&a, field, &b->expr, rp))
+        if (!expr_arg(rq, &a, field, &b->expr, rp))
             return 0;
         b->have_expr = 1;
         n = b->expr.n_terms;
@@ -992,7 +994,7 @@ api_analogy_get(struct api_req *rq, struct api_reply *rp)
     if (!search_args(rq, &s, rp) || !arg_bool(rq, "explain", &explain, rp))
         return;
     struct semd_expr e;
-    if (!expr_arg(q, "q", &e, rp))
+    if (!expr_arg(rq, q, "q", &e, rp))
         return;
     analogy_run(rq, rp, e.terms, e.n_terms, method ? method->val : NULL,
                 explain, &s);

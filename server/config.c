@@ -2,7 +2,8 @@
  * config.c - the flags of `semd serve`, in one table: name, environment
  * variable, default and help. Each flag may also come from SEMD_<FLAG>
  * (upper case, '-' as '_'); a flag on the command line wins. Token files
- * are read here and refused when other users could read them.
+ * and the TLS key are read here and refused when other users could read
+ * them.
  *
  * Called once by the main thread before any other thread starts.
  */
@@ -40,10 +41,35 @@ static const struct opt opts[] = {
     {"max-batch", OPT_INT, "256", "N",
      "most queries in one request and in one scoring batch", 1, 100000},
     {"max-connections", OPT_INT, "1024", "N",
-     "most connections open at once", 1, 1000000},
+     "most connections open at once; more wait in the listen queue", 1,
+     1000000},
+    {"max-connections-per-ip", OPT_INT, "256", "N",
+     "most connections from one client address, more are closed at once "
+     "(256 lets a benchmark's 256 loopback connections in); 0: no limit",
+     0, 1000000},
     {"timeout", OPT_INT, "30", "SECONDS",
      "a connection idle this long is closed (a stalled upload too)", 1,
      86400},
+    {"request-timeout", OPT_INT, "60", "SECONDS",
+     "a request must arrive, and its reply be taken, within this time in "
+     "all (counted from the connection's accept or previous reply); a "
+     "client that sends or reads slowly is disconnected", 1, 86400},
+    {"max-url", OPT_SIZE, "8192", "BYTES",
+     "longest request target, path and query string (414 above)", 64,
+     1 << 20},
+    {"max-header-bytes", OPT_SIZE, "16384", "BYTES",
+     "most bytes of request header lines (431 above)", 256, 1 << 20},
+    {"max-headers", OPT_INT, "64", "N",
+     "most request header lines (431 above)", 4, 10000},
+    {"max-expr", OPT_SIZE, "1024", "BYTES",
+     "longest expression (q=, expr) such as king-man+woman (400 above)", 16,
+     SEMD_MAX_EXPR},
+    {"tls-cert", OPT_STR, "", "FILE",
+     "serve HTTPS with this PEM certificate (chain); needs --tls-key", 0,
+     0},
+    {"tls-key", OPT_STR, "", "FILE",
+     "the PEM private key of --tls-cert; refused when group or others can "
+     "read it", 0, 0},
     {"cache-size", OPT_SIZE, "10000", "N",
      "results of GET /v1/neighbors kept per snapshot (LRU); 0: no cache",
      0, 1ll << 32},
@@ -212,6 +238,8 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
         char **dst = !strcmp(o->name, "index") ? &c->index
                      : !strcmp(o->name, "token-file") ? &c->token_file
                      : !strcmp(o->name, "follow") ? &c->follow
+                     : !strcmp(o->name, "tls-cert") ? &c->tls_cert
+                     : !strcmp(o->name, "tls-key") ? &c->tls_key
                                                   : &c->read_token_file;
         free(*dst);
         *dst = *val ? strdup(val) : NULL;
@@ -230,8 +258,20 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
         c->max_batch = (uint32_t)v;
     else if (!strcmp(o->name, "max-connections"))
         c->max_connections = (unsigned)v;
+    else if (!strcmp(o->name, "max-connections-per-ip"))
+        c->max_per_ip = (unsigned)v;
     else if (!strcmp(o->name, "timeout"))
         c->timeout = (unsigned)v;
+    else if (!strcmp(o->name, "request-timeout"))
+        c->request_timeout = (unsigned)v;
+    else if (!strcmp(o->name, "max-url"))
+        c->max_url = (size_t)v;
+    else if (!strcmp(o->name, "max-header-bytes"))
+        c->max_header_bytes = (size_t)v;
+    else if (!strcmp(o->name, "max-headers"))
+        c->max_headers = (unsigned)v;
+    else if (!strcmp(o->name, "max-expr"))
+        c->max_expr = (size_t)v;
     else if (!strcmp(o->name, "cache-size"))
         c->cache_size = (size_t)v;
     else if (!strcmp(o->name, "publish-words"))
@@ -342,6 +382,12 @@ config_parse(struct config *c, int argc, char **argv)
                         "--token-file FILE\n");
         return 2;
     }
+    if (!c->tls_cert != !c->tls_key) {
+        fprintf(stderr, "semd serve: HTTPS needs both --tls-cert FILE and "
+                        "--tls-key FILE (only --%s given)\n",
+                c->tls_cert ? "tls-cert" : "tls-key");
+        return 2;
+    }
     if (c->threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
@@ -408,10 +454,79 @@ config_load_tokens(struct config *c, struct semd_err *err)
     return SEMD_OK;
 }
 
+/* The whole of a PEM file, NUL-terminated, in *out. A key (secret set)
+ * must be readable and writable by its owner only. */
+static int
+read_pem(const char *path, const char *flag, int secret, char **out,
+         struct semd_err *err)
+{
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return semd_err_set(err, SEMD_EIO, "cannot open %s '%s': %s", flag,
+                            path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return semd_err_set(err, SEMD_EIO, "%s '%s' is not a file", flag,
+                            path);
+    }
+    if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+        fclose(f);
+        return semd_err_set(err, SEMD_EINVAL,
+                            "%s '%s' can be read or changed by other users "
+                            "(mode %04o): the private key would no longer "
+                            "be private; chmod 600 it",
+                            flag, path, (unsigned)(st.st_mode & 07777));
+    }
+    if (st.st_size > (1 << 20)) {
+        fclose(f);
+        return semd_err_set(err, SEMD_EINVAL,
+                            "%s '%s' is %lld bytes, more than a PEM file "
+                            "of 1 MiB", flag, path, (long long)st.st_size);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        fclose(f);
+        return semd_err_set(err, SEMD_ENOMEM, "out of memory");
+    }
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    int bad = ferror(f);
+    fclose(f);
+    buf[n] = 0;
+    if (bad || !strstr(buf, "-----BEGIN ") || strlen(buf) != n) {
+        if (secret)
+            memset(buf, 0, n);
+        free(buf);
+        return semd_err_set(err, SEMD_EINVAL,
+                            "%s '%s' holds no PEM block (\"-----BEGIN "
+                            "...\")", flag, path);
+    }
+    *out = buf;
+    return SEMD_OK;
+}
+
+int
+config_read_tls(const struct config *c, char **cert, char **key,
+                struct semd_err *err)
+{
+    *cert = *key = NULL;
+    if (!c->tls_cert)
+        return SEMD_OK;
+    int rc = read_pem(c->tls_cert, "--tls-cert", 0, cert, err);
+    if (rc == 0 && (rc = read_pem(c->tls_key, "--tls-key", 1, key,
+                                  err)) != 0) {
+        free(*cert);
+        *cert = NULL;
+    }
+    return rc;
+}
+
 void
 config_release(struct config *c)
 {
     free(c->index);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->token_file);
     free(c->read_token_file);
     free(c->data_dir);
