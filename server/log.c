@@ -43,6 +43,11 @@ log_quote(char *buf, size_t n, const char *s)
     buf[len < n ? len : n - 1] = 0;
 }
 
+/* Checked like printf, with the arguments in ap: the compiler checks each
+ * caller's format against its arguments, and knows fmt here is one. */
+static void vlog(const char *level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 vlog(const char *level, const char *fmt, va_list ap)
 {
