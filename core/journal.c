@@ -242,8 +242,9 @@ report_damage(struct semd_journal_report *rep, const char *path,
         rep->first_damage_offset = off;
         snprintf(rep->message, sizeof rep->message,
                  "%.300s: %s of %" PRIu64 " bytes at offset %" PRIu64 " %s",
-                 base ? base + 1 : path, tail ? "torn or corrupt tail" : "corrupt record",
-                 bytes, off, tail ? "truncated" : "skipped");
+                 base ? base + 1 : path,
+                 tail ? "torn or corrupt tail" : "corrupt record", bytes, off,
+                 tail ? "truncated" : "skipped");
     }
 }
 

@@ -599,7 +599,13 @@ struct semd_journal_opts {
 struct semd_journal_report {
     uint64_t segments;
     uint64_t records, bytes;      /* valid records and their payload bytes */
-    uint64_t first_seq, last_seq; /* of the valid records; 0 when none */
+    uint64_t first_seq;           /* of the oldest valid record; 0: none */
+    /* The last sequence number taken; the next append gets one more. It is
+     * the newest valid record's or, when larger, one less than the number
+     * the newest segment's file name starts at (its records lost to damage,
+     * older ones trimmed away), so it can lie past the last valid record,
+     * even when there is none. 0 when no number was ever taken. */
+    uint64_t last_seq;
     uint64_t damaged_records;     /* damaged regions skipped or truncated */
     uint64_t damaged_bytes;
     uint64_t first_damage_offset; /* in the segment named in message */
@@ -619,7 +625,8 @@ void semd_journal_close(struct semd_journal *j);
 int semd_journal_append(struct semd_journal *j, const void *data, size_t len,
                         uint64_t *seq, struct semd_err *err);
 
-/* Sequence number of the newest record (0 if none ever). */
+/* The last sequence number taken, as semd_journal_report.last_seq (0 if
+ * none ever); after an append, that record's. */
 uint64_t semd_journal_last_seq(struct semd_journal *j);
 
 /* Records after the consumed position, and their payload bytes: the
