@@ -97,6 +97,7 @@ TESTS := \
 	test_index \
 	test_snapshot \
 	test_http \
+	test_limits \
 	test_tokens_http \
 	test_follow \
 	test_online \

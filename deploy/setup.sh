@@ -39,7 +39,7 @@ fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 packages=(gcc g++ make pkg-config libc6-dev
           libmicrohttpd-dev libjansson-dev libopenblas-dev libfaiss-dev
-          libcmocka-dev ca-certificates xz-utils)
+          libcmocka-dev ca-certificates xz-utils openssl curl)
 # Node.js packages from elsewhere (e.g. NodeSource) bundle npm and conflict
 # with Debian's npm package: ask Debian only for the commands missing.
 if [ "$with_node" = 1 ]; then
