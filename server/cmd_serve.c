@@ -244,7 +244,8 @@ cmd_serve(int argc, char **argv)
         fprintf(stderr, "semd serve: %s\n", err.msg);
         goto out;
     }
-    printf("semd: listening on http://%s%s%s:%d\n",
+    printf("semd: listening on %s://%s%s%s:%d\n",
+           cfg.tls_cert ? "https" : "http",
            strchr(cfg.host, ':') ? "[" : "", cfg.host,
            strchr(cfg.host, ':') ? "]" : "", port);
     fflush(stdout);
