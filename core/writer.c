@@ -39,6 +39,7 @@ struct semd_writer {
     int fd;
     uint32_t dims;
     uint32_t flags;
+    int no_sync; /* SEMD_WRITER_NO_SYNC: the caller syncs later */
     char source_format[32];
     char source[160];
 
@@ -93,7 +94,8 @@ semd_writer_open(struct semd_writer **out, const char *path, uint32_t dims,
     w->fd = -1;
     w->dims = dims;
     if (opts) {
-        w->flags = opts->flags;
+        w->flags = opts->flags & ~SEMD_WRITER_NO_SYNC;
+        w->no_sync = (opts->flags & SEMD_WRITER_NO_SYNC) != 0;
         if (opts->source_format)
             snprintf(w->source_format, sizeof w->source_format, "%s",
                      opts->source_format);
@@ -634,7 +636,7 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
         rc = sys_fail(err, "write failed", w->tmp);
         goto fail;
     }
-    if (fchmod(w->fd, 0644) != 0 || fsync(w->fd) != 0) {
+    if (fchmod(w->fd, 0644) != 0 || (!w->no_sync && fsync(w->fd) != 0)) {
         rc = sys_fail(err, "fsync failed", w->tmp);
         goto fail;
     }
@@ -644,7 +646,8 @@ semd_writer_finish(struct semd_writer *w, struct semd_err *err)
     }
     free(w->tmp);
     w->tmp = NULL; /* renamed: abort must not remove it */
-    fsync_dir(w->path);
+    if (!w->no_sync)
+        fsync_dir(w->path);
     free(hdr);
     free(hash);
     semd_writer_abort(w);

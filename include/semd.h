@@ -151,6 +151,11 @@ int semd_model_prefix(const struct semd_model *m, const char *prefix,
  */
 struct semd_writer;
 
+/* A writer flag, not stored in the file: finish renames the file into
+ * place without fsync (of the file or its directory); the caller makes
+ * it durable later, e.g. when it persists it. */
+#define SEMD_WRITER_NO_SYNC 0x80000000u
+
 struct semd_writer_opts {
     const char *source_format; /* e.g. "glove-text"; may be NULL */
     const char *source;        /* input name; may be NULL */

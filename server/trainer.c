@@ -31,10 +31,13 @@
  *  - versions only grow, also across restarts: a new version is above
  *    every file left in snapshots/.
  *
- * Publishing writes the next snapshot file, maps it, builds its index
- * and hands the snapshot to the holder; requests in flight keep theirs.
- * Persisting makes the newest published file current (CURRENT) and trims
- * the journal. The last RETAIN published snapshots stay referenced for
+ * Publishing writes the next snapshot file without syncing it (the page
+ * cache holds it; the kernel writes it back in its own time), maps it,
+ * builds its index and hands the snapshot to the holder; requests in
+ * flight keep theirs. Persisting syncs the newest published file and its
+ * directory, writes the trainer state beside it, makes it current
+ * (CURRENT) and trims the journal: only a file CURRENT names must survive
+ * a power cut, and a file is complete once renamed into place. The last RETAIN published snapshots stay referenced for
  * drift queries.
  *
  * The approximate index (--index other than Flat): building one takes
@@ -361,10 +364,13 @@ publish(struct online *o, struct semd_err *err)
     snprintf(path, sizeof path, "%s/v%" PRIu64 ".semd", o->snapdir, v);
     snprintf(source, sizeof source, "semd serve --train journal_seq=%" PRIu64,
              o->trained_seq);
-    struct semd_writer_opts wo = {"semd-train", source, 0};
+    /* synced when persisted, if ever: most versions never are */
+    struct semd_writer_opts wo = {"semd-train", source, SEMD_WRITER_NO_SYNC};
+    double t0 = now();
     int rc = semd_trainer_write(o->t, path, &wo, err);
     if (rc)
         return rc;
+    double t1 = now();
     struct semd_model *m = NULL;
     struct semd_index *ix = NULL;
     struct semd_snapshot *s = NULL;
@@ -407,10 +413,12 @@ publish(struct online *o, struct semd_err *err)
     }
     pthread_mutex_unlock(&o->lock);
     log_info("msg=published version=%" PRIu64 " journal_seq=%" PRIu64
-             " rows=%" PRIu64 " index=%s delta_rows=%" PRIu64, v,
-             o->trained_seq, semd_trainer_rows(o->t),
+             " rows=%" PRIu64 " index=%s delta_rows=%" PRIu64
+             " write_ms=%.1f index_ms=%.1f", v, o->trained_seq,
+             semd_trainer_rows(o->t),
              semd_index_factory(semd_snapshot_index(s)),
-             semd_index_delta_rows(semd_snapshot_index(s)));
+             semd_index_delta_rows(semd_snapshot_index(s)),
+             (t1 - t0) * 1000.0, (now() - t1) * 1000.0);
     return SEMD_OK;
 fail:
     semd_index_close(ix);
@@ -499,6 +507,18 @@ persist(struct online *o, struct semd_err *err)
     pthread_mutex_unlock(&o->lock);
     if (!fresh || v == o->start_version)
         return SEMD_OK; /* nothing new, or the MODEL argument itself */
+    /* published without a sync: durable now, before CURRENT names it */
+    char vpath[PATH_MAX + 64];
+    snprintf(vpath, sizeof vpath, "%s/v%" PRIu64 ".semd", o->snapdir, v);
+    int vfd = open(vpath, O_RDONLY | O_CLOEXEC);
+    if (vfd < 0 || fsync(vfd) != 0 || fsync_dir(o->snapdir) != 0) {
+        int e = errno;
+        if (vfd >= 0)
+            close(vfd);
+        return semd_err_set(err, SEMD_EIO, "cannot sync '%s': %s", vpath,
+                            strerror(e));
+    }
+    close(vfd);
     /* nothing was trained since v was published (persist publishes what
      * is dirty first), so the trainer's state is v's */
     int rc = write_state(o, v, err);
