@@ -33,6 +33,7 @@
 
 #include "index.h"
 #include "linalg.h"
+#include "topk.h"
 
 #include <errno.h>
 #include <float.h>
@@ -158,60 +159,16 @@ semd_faiss_inner_product(const float *x, const float *y, size_t d)
 
 /* ------------------------------------------------------------- top k */
 
-/* A bounded min-heap of the best hits so far: the root is the worst kept
- * hit, so a candidate only has to beat the root. "Better" means a higher
- * score, or the same score and a lower row. */
+/* The best hits so far (topk.h): h has room for k. */
 struct topk {
     struct semd_hit *h;
     uint32_t n, k;
 };
 
-static int
-worse(const struct semd_hit *a, const struct semd_hit *b)
-{
-    return a->score < b->score || (a->score == b->score && a->row > b->row);
-}
-
-static void
-sift_down(struct topk *t, uint32_t i)
-{
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < t->n && worse(&t->h[l], &t->h[w]))
-            w = l;
-        if (r < t->n && worse(&t->h[r], &t->h[w]))
-            w = r;
-        if (w == i)
-            return;
-        struct semd_hit tmp = t->h[i];
-        t->h[i] = t->h[w];
-        t->h[w] = tmp;
-        i = w;
-    }
-}
-
 static void
 topk_push(struct topk *t, uint64_t row, float score)
 {
-    struct semd_hit c = {row, score};
-    if (t->n < t->k) {
-        uint32_t i = t->n++;
-        t->h[i] = c;
-        while (i > 0) {
-            uint32_t p = (i - 1) / 2;
-            if (!worse(&t->h[i], &t->h[p]))
-                break;
-            struct semd_hit tmp = t->h[i];
-            t->h[i] = t->h[p];
-            t->h[p] = tmp;
-            i = p;
-        }
-        return;
-    }
-    if (!worse(&t->h[0], &c))
-        return;
-    t->h[0] = c;
-    sift_down(t, 0);
+    topk_heap_push(t->h, &t->n, t->k, row, score);
 }
 
 /* The score a candidate must reach to enter: -inf until the heap is full. */
@@ -221,20 +178,11 @@ topk_floor(const struct topk *t)
     return t->n < t->k ? -INFINITY : t->h[0].score;
 }
 
-static int
-cmp_hit(const void *a, const void *b)
-{
-    const struct semd_hit *x = a, *y = b;
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return x->row < y->row ? -1 : x->row > y->row;
-}
-
 /* Sorts the kept hits best first into out; returns how many. */
 static uint32_t
 topk_finish(struct topk *t, struct semd_hit *out)
 {
-    qsort(t->h, t->n, sizeof *t->h, cmp_hit);
+    qsort(t->h, t->n, sizeof *t->h, topk_best_first);
     if (out != t->h)
         memcpy(out, t->h, t->n * sizeof *out);
     return t->n;

@@ -22,6 +22,7 @@
 
 #include "linalg.h"
 #include "query.h"
+#include "topk.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -581,57 +582,6 @@ out:
 /* -------------------------------------------------------------- 3CosMul */
 
 static int
-worse(const struct semd_hit *a, const struct semd_hit *b)
-{
-    return a->score < b->score || (a->score == b->score && a->row > b->row);
-}
-
-/* A bounded min-heap: the root is the worst hit kept. */
-static void
-heap_push(struct semd_hit *h, uint32_t *n, uint32_t k, uint64_t row,
-          float score)
-{
-    struct semd_hit x = {row, score};
-    uint32_t i;
-    if (*n < k) {
-        i = (*n)++;
-        while (i > 0 && worse(&x, &h[(i - 1) / 2])) {
-            h[i] = h[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-        h[i] = x;
-        return;
-    }
-    if (!worse(&h[0], &x))
-        return;
-    i = 0;
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, w = i;
-        const struct semd_hit *cw = &x;
-        if (l < *n && worse(&h[l], cw))
-            w = l, cw = &h[l];
-        if (r < *n && worse(&h[r], cw))
-            w = r;
-        if (w == i)
-            break;
-        h[i] = h[w];
-        i = w;
-    }
-    h[i] = x;
-}
-
-static int
-better_first(const void *a, const void *b)
-{
-    const struct semd_hit *x = a, *y = b;
-    if (worse(y, x))
-        return -1;
-    if (worse(x, y))
-        return 1;
-    return 0;
-}
-
-static int
 excluded(const uint64_t *ex, size_t n, uint64_t row)
 {
     for (size_t i = 0; i < n; i++)
@@ -827,16 +777,17 @@ query_cosmul(const struct semd_model *m, uint64_t restrict_rows,
                 if (x->use_min && !(s >= x->min_score))
                     continue;
                 if (x->n_hits == x->k &&
-                    !worse(&x->hits[0], &(struct semd_hit){r, s}))
+                    !topk_worse(&x->hits[0], &(struct semd_hit){r, s}))
                     continue;
                 if (excluded(x->exclude, x->n_exclude, r))
                     continue;
-                heap_push(x->hits, &x->n_hits, x->k, r, s);
+                topk_heap_push(x->hits, &x->n_hits, x->k, r, s);
             }
         }
     }
     for (size_t j = 0; j < nq; j++)
-        qsort(q[j].hits, q[j].n_hits, sizeof *q[j].hits, better_first);
+        qsort(q[j].hits, q[j].n_hits, sizeof *q[j].hits,
+              topk_best_first);
     free(tp);
     free(sc);
     return 0;
@@ -996,7 +947,7 @@ semd_analogy(const struct semd_index *ix, const struct semd_term *terms,
             if (lim && r >= lim)
                 continue;
             struct semd_hit h = {r, score_row(&a, method, r)};
-            if (worse(&tmp[0], &h))
+            if (topk_worse(&tmp[0], &h))
                 above++;
         }
         explain->rank_with_inputs = above + 1;
