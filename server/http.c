@@ -121,6 +121,7 @@ struct rctx {
     size_t qlen;
     struct http_header *hdrs;
     size_t n_hdrs, hdr_cap, hdr_lines, hdr_bytes;
+    int oom;             /* a header could not be kept */
     size_t limit;
     unsigned long long declared; /* Content-Length, or the body's */
     int refused;  /* a reply was decided before the body ended: discard */
@@ -220,8 +221,10 @@ ctx_header(struct rctx *x, const char *name, size_t nl, const char *value,
     if (x->n_hdrs == x->hdr_cap) {
         size_t cap = x->hdr_cap ? x->hdr_cap * 2 : 16;
         struct http_header *n = realloc(x->hdrs, cap * sizeof *n);
-        if (!n)
+        if (!n) {
+            x->oom = 1;
             return -1;
+        }
         x->hdrs = n;
         x->hdr_cap = cap;
     }
@@ -948,9 +951,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
                 semd_set_threads(0, h->srv->omp_threads);
             policy_applied = 1;
         }
-        if (MHD_get_connection_values_n(conn, MHD_HEADER_KIND,
-                                        collect_header, x) < 0 ||
-            x->target_len == (size_t)-1) {
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header,
+                                    x);
+        if (x->oom || x->target_len == (size_t)-1) {
             x->state = ST_OPEN;
             reply_error(&x->rp, ERR_INTERNAL, NULL, "out of memory");
             return answer(x);
