@@ -28,6 +28,10 @@ row() { # name measured reference ratio target verdict
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (b - a) / 1e6}'; }
+ratio() { # a b [format]
+    awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN {printf f, a / b}'
+}
+under() { awk -v a="$1" -v t="$2" 'BEGIN {print a < t ? "PASS" : "FAIL"}'; }
 
 # f16 rows with exponents 11..14 (|x| in [2^-4, 1)): random mantissas and
 # signs, always finite and normal
@@ -63,12 +67,14 @@ done
 cw=$(printf '%s\n' "${with[@]}" | median)
 co=$(printf '%s\n' "${without[@]}" | median)
 row "convert 50,257 x 768 f16 safetensors with the GPT-2 tokenizer vs without" \
-    "$cw ms" "$co ms" "$(awk -v a="$cw" -v b="$co" 'BEGIN {printf "%.2f", a / b}')" \
+    "$cw ms" "$co ms" "$(ratio "$cw" "$co")" \
     "" "INFO"
 
 # serve: start to ready, median of 5, timed by one Python process that
 # starts semd and polls over a raw socket (a curl per poll would cost more
 # than what is measured); the reference only opens the model
+ready_row="semd serve start to /v1/ready on the converted GPT-2-sized model"
+ready_row="$ready_row vs semd info"
 read -r rd im < <(/usr/bin/python3 - "$SEMD_BIN" "$model" <<'PY'
 import socket, statistics, subprocess, sys, time
 semd, model = sys.argv[1], sys.argv[2]
@@ -81,7 +87,8 @@ def ready(port):
     except OSError:
         return False
     try:
-        c.sendall(b"GET /v1/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        c.sendall(b"GET /v1/ready HTTP/1.1\r\nHost: x\r\n"
+                  b"Connection: close\r\n\r\n")
         return c.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
@@ -91,7 +98,8 @@ rd, im = [], []
 for i in range(5):
     port = free_port()
     t0 = time.perf_counter()
-    p = subprocess.Popen([semd, "serve", model, "--listen", f"127.0.0.1:{port}"],
+    p = subprocess.Popen([semd, "serve", model, "--listen",
+                          f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not ready(port):
         if p.poll() is not None:
@@ -104,10 +112,9 @@ for i in range(5):
     im.append(time.perf_counter() - t0)
 print(f"{statistics.median(rd) * 1e3:.1f} {statistics.median(im) * 1e3:.1f}")
 PY
-) || { row "semd serve start to /v1/ready" "semd serve failed" "" "" "< 200 ms" "FAIL"; exit 1; }
-row "semd serve start to /v1/ready on the converted GPT-2-sized model vs semd info" \
-    "$rd ms" "$im ms" "$(awk -v a="$rd" -v b="$im" 'BEGIN {printf "%.2f", a / b}')" \
-    "< 200 ms" "$(awk -v a="$rd" 'BEGIN {print a < 200 ? "PASS" : "FAIL"}')"
+) || { row "$ready_row" "semd serve failed" "" "" "< 200 ms" "FAIL"; exit 1; }
+row "$ready_row" "$rd ms" "$im ms" "$(ratio "$rd" "$im")" "< 200 ms" \
+    "$(under "$rd" 200)"
 
 # the health report (norms, near-duplicates by hashing, unreachable
 # tokens), median of 3; exact near-duplicate search (--exact) costs
@@ -125,6 +132,8 @@ row "tokens-report on the GPT-2-sized model (hashing)" "$rh ms" "" "" "" "INFO"
 # the routes, timed by one Python process over one keep-alive connection:
 # 500 tokenize requests interleaved with 500 health requests (medians), then
 # the report's first call and the median of 20 cached calls
+tok_row="POST /v1/tokenize \"From numbers to meaning\" (median latency)"
+tok_row="$tok_row vs GET /v1/health"
 read -r tk hl r1 r2 < <(/usr/bin/python3 - "$SEMD_BIN" "$model" <<'PY'
 import http.client, json, socket, statistics, subprocess, sys, time
 semd, model = sys.argv[1], sys.argv[2]
@@ -167,15 +176,14 @@ try:
     if json.loads(out)["result"]["cached"]:
         sys.exit(1)
     r2 = [timed("GET", "/v1/tokens/report")[0] for _ in range(20)]
-    print(f"{statistics.median(tk) * 1e3:.3f} {statistics.median(hl) * 1e3:.3f} "
+    print(f"{statistics.median(tk) * 1e3:.3f} "
+          f"{statistics.median(hl) * 1e3:.3f} "
           f"{r1 * 1e3:.1f} {statistics.median(r2) * 1e3:.2f}")
 finally:
     p.terminate(); p.wait()
 PY
-) || { row "POST /v1/tokenize" "semd serve failed" "" "" "< 2 ms" "FAIL"; exit 1; }
-row "POST /v1/tokenize \"From numbers to meaning\" (median latency) vs GET /v1/health" \
-    "$tk ms" "$hl ms" "$(awk -v a="$tk" -v b="$hl" 'BEGIN {printf "%.2f", a / b}')" \
-    "< 2 ms" "$(awk -v a="$tk" 'BEGIN {print a < 2 ? "PASS" : "FAIL"}')"
+) || { row "$tok_row" "semd serve failed" "" "" "< 2 ms" "FAIL"; exit 1; }
+row "$tok_row" "$tk ms" "$hl ms" "$(ratio "$tk" "$hl")" "< 2 ms" \
+    "$(under "$tk" 2)"
 row "GET /v1/tokens/report from the cache (median) vs its first call" \
-    "$r2 ms" "$r1 ms" "$(awk -v a="$r2" -v b="$r1" 'BEGIN {printf "%.2g", a / b}')" \
-    "" "INFO"
+    "$r2 ms" "$r1 ms" "$(ratio "$r2" "$r1" %.2g)" "" "INFO"
