@@ -291,6 +291,44 @@ conv_writer_open(struct semd_writer **w, const struct conv_opts *o,
     return semd_writer_open(w, o->out, dims, &wo, err);
 }
 
+int
+conv_header(const struct src *s, const char *line, size_t len,
+            uint64_t *rows, uint64_t *dims, struct semd_err *err)
+{
+    uint64_t r, d;
+    if (!text_parse_header(line, &r, &d))
+        return semd_err_set(err, SEMD_EFORMAT,
+                            "%s:%" PRIu64 ": expected a header \"ROWS "
+                            "DIMS\" (two positive integers), found "
+                            "\"%.*s\"", s->path, s->line, SHOWN(len, 80),
+                            line);
+    if (d > CONV_MAX_DIMS)
+        return semd_err_set(err, SEMD_EFORMAT, "%s:%" PRIu64 ": %" PRIu64
+                            " dimensions in the header: more than %d",
+                            s->path, s->line, d, CONV_MAX_DIMS);
+    *rows = r;
+    *dims = d;
+    return 0;
+}
+
+int
+conv_end(struct semd_writer *w, struct progress *p, uint64_t rows, int rc,
+         struct semd_err *err)
+{
+    if (rc == 0) {
+        rc = semd_writer_finish(w, err); /* frees w, also on failure */
+        w = NULL;
+        if (rc == 0) {
+            progress_done(p, rows);
+            return 0;
+        }
+    }
+    if (p->on)
+        fputc('\n', stderr);
+    semd_writer_abort(w);
+    return rc;
+}
+
 /* ------------------------------------------------------------ detection */
 
 int

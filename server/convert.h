@@ -124,6 +124,20 @@ int conv_writer_open(struct semd_writer **w, const struct conv_opts *o,
                      uint32_t dims, const char *format, uint32_t flags,
                      struct semd_err *err);
 
+/* Checks line (len bytes, the line s just returned) as a header "ROWS
+ * DIMS" of at most CONV_MAX_DIMS dimensions; fills *rows and *dims, or
+ * returns SEMD_EFORMAT quoting what it found. */
+#define CONV_MAX_DIMS 65536
+int conv_header(const struct src *s, const char *line, size_t len,
+                uint64_t *rows, uint64_t *dims, struct semd_err *err);
+
+/* Ends a reader, whose result so far is rc: when 0, finishes the writer
+ * (the model file takes its name) and the progress line; otherwise, or if
+ * finishing fails, ends the progress line and drops the temporary file.
+ * Returns 0 or the failure's code; w is gone either way. */
+int conv_end(struct semd_writer *w, struct progress *p, uint64_t rows,
+             int rc, struct semd_err *err);
+
 /* ------------------------------------------------------------ readers */
 
 enum text_mode {

@@ -65,27 +65,15 @@ fmt_text_convert(struct src *s, const struct conv_opts *o,
     progress_start(&prog, o->progress, s->size);
     do {
         if ((rc = src_line(s, &line, &len, err)) < 0)
-            goto fail;
+            goto out;
         if (rc == 0) {
             rc = semd_err_set(err, SEMD_EFORMAT, "%s: empty file", s->path);
-            goto fail;
+            goto out;
         }
     } while (len == 0 && mode == TEXT_NO_HEADER);
     if (mode == TEXT_HEADER) {
-        if (!text_parse_header(line, &hrows, &dims)) {
-            rc = semd_err_set(err, SEMD_EFORMAT,
-                              "%s:%" PRIu64 ": expected a header \"ROWS "
-                              "DIMS\" (two positive integers), found "
-                              "\"%.*s\"", s->path, s->line,
-                              SHOWN(len, 80), line);
-            goto fail;
-        }
-        if (dims > 65536) {
-            rc = semd_err_set(err, SEMD_EFORMAT, "%s:1: %" PRIu64
-                              " dimensions in the header: more than 65536",
-                              s->path, dims);
-            goto fail;
-        }
+        if ((rc = conv_header(s, line, len, &hrows, &dims, err)) != 0)
+            goto out;
         line = NULL;
     } else {
         uint64_t found = 0;
@@ -95,27 +83,27 @@ fmt_text_convert(struct src *s, const struct conv_opts *o,
                               "%s:%" PRIu64 ": expected a word followed by "
                               "numbers, found \"%.*s\"", s->path, s->line,
                               SHOWN(len, 80), line);
-            goto fail;
+            goto out;
         }
-        if (found > 65536) {
+        if (found > CONV_MAX_DIMS) {
             rc = semd_err_set(err, SEMD_EFORMAT, "%s:%" PRIu64 ": %" PRIu64
                               " values: more than 65536 dimensions",
                               s->path, s->line, found);
-            goto fail;
+            goto out;
         }
         dims = found;
     }
     if ((rc = conv_writer_open(&w, o, (uint32_t)dims, format,
                                SEMD_MODEL_COUNTS_ARE_RANKS, err)) != 0)
-        goto fail;
+        goto out;
     if (!(vec = malloc(dims * sizeof *vec))) {
         rc = semd_err_set(err, SEMD_ENOMEM, "out of memory");
-        goto fail;
+        goto out;
     }
     for (;;) {
         if (!line) {
             if ((rc = src_line(s, &line, &len, err)) < 0)
-                goto fail;
+                goto out;
             if (rc == 0)
                 break;
         }
@@ -130,7 +118,7 @@ fmt_text_convert(struct src *s, const struct conv_opts *o,
                               "%s:%" PRIu64 ": more rows than the %" PRIu64
                               " the header announces", s->path, s->line,
                               hrows);
-            goto fail;
+            goto out;
         }
         char *word = p;
         while (*p && !is_sep(*p))
@@ -140,7 +128,7 @@ fmt_text_convert(struct src *s, const struct conv_opts *o,
             rc = semd_err_set(err, SEMD_EFORMAT, "%s:%" PRIu64 ": line "
                               "starts with a space: expected a word",
                               s->path, s->line);
-            goto fail;
+            goto out;
         }
         uint64_t found;
         char *bad;
@@ -150,18 +138,18 @@ fmt_text_convert(struct src *s, const struct conv_opts *o,
                               "%s:%" PRIu64 ": expected a number after "
                               "\"%.*s\", found \"%.*s\"", s->path, s->line,
                               SHOWN(wlen, 100), word, SHOWN(blen, 40), bad);
-            goto fail;
+            goto out;
         }
         if (found != dims) {
             rc = semd_err_set(err, SEMD_EFORMAT,
                               "%s:%" PRIu64 ": expected %" PRIu64 " values "
                               "after \"%.*s\", found %" PRIu64, s->path,
                               s->line, dims, SHOWN(wlen, 100), word, found);
-            goto fail;
+            goto out;
         }
         if ((rc = semd_writer_add(w, word, wlen, vec, 0, err)) != 0) {
             rc = conv_wrap(err, rc, "%s:%" PRIu64, s->path, s->line);
-            goto fail;
+            goto out;
         }
         rows++;
         progress_update(&prog, rows, src_offset(s));
@@ -169,26 +157,16 @@ fmt_text_convert(struct src *s, const struct conv_opts *o,
     if (rows == 0) {
         rc = semd_err_set(err, SEMD_EFORMAT, "%s: no rows after the header",
                           s->path);
-        goto fail;
+        goto out;
     }
     if (hrows && rows < hrows && !(o->limit && rows == o->limit)) {
         rc = semd_err_set(err, SEMD_EFORMAT,
                           "%s: the header announces %" PRIu64 " rows, found "
                           "%" PRIu64 " (truncated?)", s->path, hrows, rows);
-        goto fail;
+        goto out;
     }
+    rc = 0;
+out:
     free(vec);
-    vec = NULL;
-    rc = semd_writer_finish(w, err);
-    w = NULL;
-    if (rc)
-        goto fail;
-    progress_done(&prog, rows);
-    return 0;
-fail:
-    if (prog.on)
-        fputc('\n', stderr);
-    free(vec);
-    semd_writer_abort(w);
-    return rc;
+    return conv_end(w, &prog, rows, rc, err);
 }

@@ -29,23 +29,13 @@ fmt_w2vbin_convert(struct src *s, const struct conv_opts *o,
 
     progress_start(&prog, o->progress, s->size);
     if ((rc = src_line(s, &line, &len, err)) < 0)
-        goto fail;
+        goto out;
     if (rc == 0) {
         rc = semd_err_set(err, SEMD_EFORMAT, "%s: empty file", s->path);
-        goto fail;
+        goto out;
     }
-    if (!text_parse_header(line, &hrows, &dims)) {
-        rc = semd_err_set(err, SEMD_EFORMAT,
-                          "%s:1: expected a header \"ROWS DIMS\" (two "
-                          "positive integers), found \"%.*s\"", s->path,
-                          SHOWN(len, 80), line);
-        goto fail;
-    }
-    if (dims > 65536) {
-        rc = semd_err_set(err, SEMD_EFORMAT, "%s:1: %" PRIu64 " dimensions "
-                          "in the header: more than 65536", s->path, dims);
-        goto fail;
-    }
+    if ((rc = conv_header(s, line, len, &hrows, &dims, err)) != 0)
+        goto out;
     uint64_t want = o->limit && o->limit < hrows ? o->limit : hrows;
     /* Each row needs at least a 1-byte word, a space and its floats. */
     uint64_t need = src_offset(s) + hrows * (dims * 4 + 2);
@@ -55,16 +45,16 @@ fmt_w2vbin_convert(struct src *s, const struct conv_opts *o,
                           PRIu64 " floats, which need at least %" PRIu64
                           " bytes; the file has %" PRIu64 " (truncated?)",
                           s->path, hrows, dims, need, s->size);
-        goto fail;
+        goto out;
     }
     if ((rc = conv_writer_open(&w, o, (uint32_t)dims, "word2vec-binary",
                                SEMD_MODEL_COUNTS_ARE_RANKS, err)) != 0)
-        goto fail;
+        goto out;
     vec = malloc(dims * sizeof *vec);
     word = malloc(SEMD_MAX_WORD + 1);
     if (!vec || !word) {
         rc = semd_err_set(err, SEMD_ENOMEM, "out of memory");
-        goto fail;
+        goto out;
     }
     for (rows = 0; rows < want; rows++) {
         int c;
@@ -79,7 +69,7 @@ fmt_w2vbin_convert(struct src *s, const struct conv_opts *o,
                                   "no space within %d bytes: expected a "
                                   "word (not word2vec binary?)", s->path, at,
                                   rows + 1, SEMD_MAX_WORD);
-                goto fail;
+                goto out;
             }
             word[n++] = (char)c;
             c = src_getc(s);
@@ -89,7 +79,7 @@ fmt_w2vbin_convert(struct src *s, const struct conv_opts *o,
             snprintf(what, sizeof what, "row %" PRIu64 " of %" PRIu64,
                      rows + 1, hrows);
             rc = src_eof_error(s, err, what);
-            goto fail;
+            goto out;
         }
         if (src_read(s, vec, dims * 4) != dims * 4) {
             char what[128];
@@ -97,11 +87,11 @@ fmt_w2vbin_convert(struct src *s, const struct conv_opts *o,
                      "(row %" PRIu64 " of %" PRIu64 ")", dims,
                      SHOWN(n, 60), word, rows + 1, hrows);
             rc = src_eof_error(s, err, what);
-            goto fail;
+            goto out;
         }
         if ((rc = semd_writer_add(w, word, n, vec, 0, err)) != 0) {
             rc = conv_wrap(err, rc, "%s: byte %" PRIu64, s->path, at);
-            goto fail;
+            goto out;
         }
         progress_update(&prog, rows + 1, src_offset(s));
     }
@@ -114,28 +104,16 @@ fmt_w2vbin_convert(struct src *s, const struct conv_opts *o,
                               "%s: byte %" PRIu64 ": data after the %" PRIu64
                               " rows the header announces", s->path,
                               src_offset(s) - 1, hrows);
-            goto fail;
+            goto out;
         }
         if (s->ioerr) {
             rc = src_eof_error(s, err, NULL);
-            goto fail;
+            goto out;
         }
     }
+    rc = 0;
+out:
     free(vec);
     free(word);
-    vec = NULL;
-    word = NULL;
-    rc = semd_writer_finish(w, err);
-    w = NULL;
-    if (rc)
-        goto fail;
-    progress_done(&prog, rows);
-    return 0;
-fail:
-    if (prog.on)
-        fputc('\n', stderr);
-    free(vec);
-    free(word);
-    semd_writer_abort(w);
-    return rc;
+    return conv_end(w, &prog, rows, rc, err);
 }
