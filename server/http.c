@@ -89,7 +89,7 @@ struct http {
     int sweeping;      /* the sweeper thread was started */
     pthread_t sweeper;
     char *cert, *key;  /* PEM given to MHD, which keeps the pointers */
-    char start_msg[256]; /* MHD's last message while starting */
+    char start_msg[512]; /* MHD's first message while starting */
     atomic_int starting; /* MHD_start_daemon runs in thread starter */
     pthread_t starter;
 };
