@@ -11,8 +11,10 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync,
          writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 const CHROMIUM = process.env.SEMD_CHROMIUM || '/usr/bin/chromium';
@@ -67,6 +69,21 @@ async function test(name, fn) {
 }
 function check(cond, msg) { if (!cond) throw new Error(msg); }
 
+// GET path with these request headers, outside the browser: status,
+// headers, body bytes.
+function get(base, path, headers) {
+  return new Promise((resolve, reject) => {
+    const r = request(base + path, { headers }, (res) => {
+      const parts = [];
+      res.on('data', (d) => parts.push(d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers,
+                                    body: Buffer.concat(parts) }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
 // Text that uses a word the fixture lacks in royal company, as
 // tests/test_online.c does: after training it must be searchable.
 const NEW_WORD = 'zorblat';
@@ -119,7 +136,35 @@ try {
                                                 r.url() + ' (' + r.failure().errorText +
                                                 ') in ' + current));
 
-  console.log('[==========] Running 13 test(s).');
+  console.log('[==========] Running 14 test(s).');
+  await test('gzip_when_accepted_identity_otherwise', async () => {
+    const plain = await get(url, '/', {});
+    check(plain.status === 200 && !plain.headers['content-encoding'],
+          'no Accept-Encoding: ' + plain.status + ' ' + plain.headers['content-encoding']);
+    check(/<style>/.test(plain.body) && /<script>/.test(plain.body), 'not inline');
+    check(plain.headers.vary === 'Accept-Encoding', 'Vary: ' + plain.headers.vary);
+    for (const [ae, gz] of [['gzip', 1], ['GZIP', 1], ['deflate, gzip;q=0.5, br', 1],
+                            ['x-gzip', 1], ['*', 1], ['gzip;q=0', 0], ['gzip;q=0.000', 0],
+                            ['identity', 0], ['br', 0], ['*;q=0', 0], ['*, gzip;q=0', 0]]) {
+      const r = await get(url, '/', { 'Accept-Encoding': ae });
+      check(r.status === 200, `${ae}: status ${r.status}`);
+      check((r.headers['content-encoding'] === 'gzip') === !!gz,
+            `Accept-Encoding: ${ae} got Content-Encoding ${r.headers['content-encoding']}`);
+      const body = gz ? gunzipSync(r.body) : r.body;
+      check(body.equals(plain.body), `${ae}: not the same page`);
+      check((r.headers.etag !== plain.headers.etag) === !!gz, `${ae}: ETag ${r.headers.etag}`);
+    }
+    const z = await get(url, '/', { 'Accept-Encoding': 'gzip' });
+    check(z.body.length * 2 < plain.body.length, `gzip saves little: ${z.body.length} of ${plain.body.length}`);
+    // each encoding's ETag revalidates only that encoding
+    const same = await get(url, '/', { 'Accept-Encoding': 'gzip', 'If-None-Match': z.headers.etag });
+    check(same.status === 304 && same.body.length === 0, 'gzip revalidation: ' + same.status);
+    const other = await get(url, '/', { 'If-None-Match': z.headers.etag });
+    check(other.status === 200, 'identity with the gzip ETag: ' + other.status);
+    const csp = plain.headers['content-security-policy'];
+    check(/script-src 'self' 'sha256-[A-Za-z0-9+/]{43}='/.test(csp), 'CSP: ' + csp);
+  });
+
   await test('loads_and_describes_the_model', async () => {
     const res = await page.goto(url + '/', { waitUntil: 'load' });
     check(res.status() === 200, 'GET / answered ' + res.status());
