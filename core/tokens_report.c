@@ -69,7 +69,8 @@ static void
 keep(struct semd_norm_flag *l, uint64_t n, size_t max, size_t *listed,
      int (*cmp)(const void *, const void *))
 {
-    qsort(l, (size_t)n, sizeof *l, cmp);
+    if (n > 1) /* an empty list may have no array: qsort wants one */
+        qsort(l, (size_t)n, sizeof *l, cmp);
     *listed = n < max ? (size_t)n : max;
 }
 
@@ -452,13 +453,16 @@ semd_tokens_report(const struct semd_index *ix,
         rc = dups_hashed(m, o.dup_cosine, o.seed, &ps, &r.dup_scored, err);
     if (rc)
         goto fail;
-    /* a pair found in several tables (or from both ends) counts once */
-    qsort(ps.p, ps.n, sizeof *ps.p, cmp_pair_rows);
+    /* a pair found in several tables (or from both ends) counts once; no
+     * pair, no array (qsort must not be given NULL) */
+    if (ps.n > 1)
+        qsort(ps.p, ps.n, sizeof *ps.p, cmp_pair_rows);
     size_t u = 0;
     for (size_t i = 0; i < ps.n; i++)
         if (u == 0 || cmp_pair_rows(&ps.p[i], &ps.p[u - 1]) != 0)
             ps.p[u++] = ps.p[i];
-    qsort(ps.p, u, sizeof *ps.p, cmp_pair_worst);
+    if (u > 1)
+        qsort(ps.p, u, sizeof *ps.p, cmp_pair_worst);
     r.n_dups = u;
     r.dups_listed = u < o.max_list ? u : o.max_list;
     r.dups = ps.p;
