@@ -41,19 +41,17 @@ static const struct opt opts[] = {
     {"max-batch", OPT_INT, "256", "N",
      "most queries in one request and in one scoring batch", 1, 100000},
     {"max-connections", OPT_INT, "1024", "N",
-     "most connections open at once; more wait in the listen queue", 1,
+     "most connections open at once; past it a request gets 503", 1,
      1000000},
     {"max-connections-per-ip", OPT_INT, "256", "N",
-     "most connections from one client address, more are closed at once "
-     "(256 lets a benchmark's 256 loopback connections in); 0: no limit",
-     0, 1000000},
+     "connections from one address, more closed at once (256 admits a "
+     "256-connection benchmark); 0: any", 0, 1000000},
     {"timeout", OPT_INT, "30", "SECONDS",
      "a connection idle this long is closed (a stalled upload too)", 1,
      86400},
     {"request-timeout", OPT_INT, "60", "SECONDS",
-     "a request must arrive, and its reply be taken, within this time in "
-     "all (counted from the connection's accept or previous reply); a "
-     "client that sends or reads slowly is disconnected", 1, 86400},
+     "cut off a request not in (or a reply not taken) this long after "
+     "accept or the last reply", 1, 86400},
     {"max-url", OPT_SIZE, "8192", "BYTES",
      "longest request target, path and query string (414 above)", 64,
      1 << 20},
@@ -62,14 +60,13 @@ static const struct opt opts[] = {
     {"max-headers", OPT_INT, "64", "N",
      "most request header lines (431 above)", 4, 10000},
     {"max-expr", OPT_SIZE, "1024", "BYTES",
-     "longest expression (q=, expr) such as king-man+woman (400 above)", 16,
+     "longest expression (q=, expr), e.g. king-man+woman (400 above)", 16,
      SEMD_MAX_EXPR},
     {"tls-cert", OPT_STR, "", "FILE",
      "serve HTTPS with this PEM certificate (chain); needs --tls-key", 0,
      0},
     {"tls-key", OPT_STR, "", "FILE",
-     "the PEM private key of --tls-cert; refused when group or others can "
-     "read it", 0, 0},
+     "PEM private key of --tls-cert; refused if others can read it", 0, 0},
     {"cache-size", OPT_SIZE, "10000", "N",
      "results of GET /v1/neighbors kept per snapshot (LRU); 0: no cache",
      0, 1ll << 32},
