@@ -42,7 +42,7 @@ function startServer(model = fixture, extra = []) {
     const seen = (d) => {
       out += d;
       const m = out.match(/listening on (http:\/\/[0-9.]+:\d+)/);
-      if (m) { clearTimeout(timer); resolve({ proc: p, url: m[1] }); }
+      if (m) { clearTimeout(timer); resolve({ proc: p, url: m[1], log: () => out }); }
     };
     p.stdout.on('data', seen);
     p.stderr.on('data', seen);
@@ -100,7 +100,8 @@ function royalText(lines) {
 const TOKEN = 'page-test-write-token-0123456789';
 const scale = parseFloat(process.env.SEMD_TEST_TIME_SCALE || '1') || 1;
 
-const { proc, url } = await startServer();
+const first = await startServer();
+const { url } = first;
 let trainer = null; // the second daemon, started once the first is done with
 const profile = mkdtempSync(join(tmpdir(), 'semd-chromium-'));
 const work = mkdtempSync(join(tmpdir(), 'semd-page-train-'));
@@ -136,7 +137,7 @@ try {
                                                 r.url() + ' (' + r.failure().errorText +
                                                 ') in ' + current));
 
-  console.log('[==========] Running 14 test(s).');
+  console.log('[==========] Running 15 test(s).');
   await test('gzip_when_accepted_identity_otherwise', async () => {
     const plain = await get(url, '/', {});
     check(plain.status === 200 && !plain.headers['content-encoding'],
@@ -366,6 +367,46 @@ try {
     await page.waitForFunction((w) => !document.querySelector(`#pins tr[data-word=${w}]`), NEW_WORD);
   });
 
+  await test('progress_polls_only_while_open_and_visible', async () => {
+    let polls = 0;
+    const isPoll = (r) => r.method() === 'GET' && r.url().endsWith('/v1/train');
+    const count = (r) => { if (isPoll(r)) polls++; };
+    page.on('request', count);
+    try {
+      // a hidden tab: no polling (the page reads document.visibilityState)
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await page.waitForTimeout(300); // one already on its way may finish
+      polls = 0;
+      await page.waitForTimeout(1500);
+      check(polls === 0, `${polls} polls while hidden`);
+      const resumed = page.waitForRequest(isPoll, { timeout: 3000 * scale });
+      await page.evaluate(() => {
+        delete document.visibilityState; // the real getter again
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await resumed;
+      // a closed panel: no polling either (its summary works by keyboard)
+      await page.focus('#train-panel summary');
+      await page.keyboard.press('Enter');
+      check(!(await page.$eval('#train-panel', (d) => d.open)), 'panel did not close');
+      await page.waitForTimeout(300);
+      polls = 0;
+      await page.waitForTimeout(1500);
+      check(polls === 0, `${polls} polls while closed`);
+      await page.keyboard.press('Enter');
+      await page.waitForRequest(isPoll, { timeout: 3000 * scale });
+      // about once a second while open, never a burst
+      polls = 0;
+      await page.waitForTimeout(2000);
+      check(polls >= 1 && polls <= 3, `${polls} polls in 2 s`);
+    } finally {
+      page.off('request', count);
+    }
+  });
+
   await test('training_panel_at_phone_width', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(300);
@@ -379,12 +420,25 @@ try {
   console.log(`[  ERROR   ] --- ${e.stack || e.message}`);
 } finally {
   if (ctx) await ctx.close().catch(() => {});
-  proc.kill('SIGTERM');
-  if (trainer) {
-    // it persists a snapshot as it stops: wait before removing its files
-    const gone = new Promise((r) => trainer.proc.once('exit', r));
-    trainer.proc.kill('SIGTERM');
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 10000 * scale))]);
+  // each daemon stops cleanly on SIGTERM (under the sanitizers: with no
+  // report); the trainer persists a snapshot as it stops, so its files are
+  // removed only after it
+  for (const d of [first, trainer]) {
+    if (!d) continue;
+    const code = await new Promise((resolve) => {
+      if (d.proc.exitCode !== null || d.proc.signalCode !== null) {
+        resolve(d.proc.exitCode ?? d.proc.signalCode);
+        return;
+      }
+      const t = setTimeout(() => { d.proc.kill('SIGKILL'); resolve('timeout'); }, 20000 * scale);
+      d.proc.once('exit', (c, sig) => { clearTimeout(t); resolve(c ?? sig); });
+      d.proc.kill('SIGTERM');
+    });
+    if (code !== 0) {
+      failed.push('daemon_exit');
+      console.log(`[  ERROR   ] --- semd serve at ${d.url} ended with ${code}:\n` +
+                  d.log().split('\n').slice(-30).join('\n'));
+    }
   }
   rmSync(profile, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
