@@ -265,11 +265,12 @@ tsan:
 
 # libFuzzer targets (tests/fuzz/, README there), built with clang, ASan
 # and UBSan in their own build directory. `make fuzz FUZZ_SECONDS=N` runs
-# each for N seconds from its committed seed corpus, FUZZ_JOBS at a time.
+# each for N seconds from its committed seed corpus, FUZZ_JOBS at a time
+# (default: one per core).
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_JOBS    ?= 2
+FUZZ_JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link \
 	-fsanitize=address,undefined -fno-sanitize-recover=all
 # clang, unlike gcc, counts a va_list passed on as a non-literal format
