@@ -37,8 +37,8 @@
  * flight keep theirs. Persisting syncs the newest published file and its
  * directory, writes the trainer state beside it, makes it current
  * (CURRENT) and trims the journal: only a file CURRENT names must survive
- * a power cut, and a file is complete once renamed into place. The last RETAIN published snapshots stay referenced for
- * drift queries.
+ * a power cut, and a file is complete once renamed into place. The last
+ * RETAIN published snapshots stay referenced for drift queries.
  *
  * The approximate index (--index other than Flat): building one takes
  * seconds to minutes, so a publish never waits for it. A builder thread
@@ -129,6 +129,7 @@ struct online {
     char build_error[SEMD_ERR_MSG];
 
     /* the trainer thread's own */
+    double publish_cost; /* seconds the last publish took */
     uint64_t words_since_publish;
     int dirty; /* trained since the last publish */
 };
@@ -400,6 +401,7 @@ publish(struct online *o, struct semd_err *err)
     o->next_version = v + 1;
     o->dirty = 0;
     o->words_since_publish = 0;
+    o->publish_cost = now() - t0;
     pthread_mutex_lock(&o->lock);
     o->published_version = v;
     o->published_seq = o->trained_seq;
@@ -491,12 +493,32 @@ write_state(struct online *o, uint64_t v, struct semd_err *err)
     return semd_trainer_write_state(o->t, path, in.checksum, err);
 }
 
+/* A publish writes a whole model file: the next one waits at least four
+ * times as long as the last one took, so that publishing takes at most a
+ * fifth of the trainer's time while posts keep coming (a large model on
+ * a busy machine), whatever --publish-interval and --publish-words say. */
+static double
+publish_gap(const struct online *o, int by_words)
+{
+    double g = 4 * o->publish_cost;
+    return by_words || g > o->cfg->publish_interval
+               ? g : o->cfg->publish_interval;
+}
+
 /* Makes the newest published snapshot current in CURRENT and trims the
- * journal. Trainer thread only. */
+ * journal; what was trained since is published first (at once when
+ * force is set, as at shutdown; else only when the publish gap allows,
+ * and the persist waits for its next turn otherwise: the trainer state
+ * written beside the file must be the file's). Trainer thread only. */
 static int
-persist(struct online *o, struct semd_err *err)
+persist(struct online *o, int force, struct semd_err *err)
 {
     if (o->dirty) {
+        pthread_mutex_lock(&o->lock);
+        double last = o->last_publish;
+        pthread_mutex_unlock(&o->lock);
+        if (!force && now() - last < publish_gap(o, 0))
+            return SEMD_OK;
         int rc = publish(o, err);
         if (rc)
             return rc;
@@ -569,8 +591,8 @@ maybe_publish(struct online *o)
     pthread_mutex_lock(&o->lock);
     double last = o->last_publish ? o->last_publish : 0;
     pthread_mutex_unlock(&o->lock);
-    if (o->words_since_publish < o->cfg->publish_words &&
-        now() - last < o->cfg->publish_interval)
+    int by_words = o->words_since_publish >= o->cfg->publish_words;
+    if (now() - last < publish_gap(o, by_words))
         return;
     struct semd_err e = {0};
     if (publish(o, &e) != 0) {
@@ -590,9 +612,17 @@ maybe_persist(struct online *o, double *last_try)
     pthread_mutex_unlock(&o->lock);
     if (!behind || now() - *last_try < o->cfg->persist_interval)
         return;
+    if (o->dirty) {
+        /* due, but after the next publish (called just before this) */
+        pthread_mutex_lock(&o->lock);
+        double last = o->last_publish;
+        pthread_mutex_unlock(&o->lock);
+        if (now() - last < publish_gap(o, 0))
+            return;
+    }
     *last_try = now();
     struct semd_err e = {0};
-    if (persist(o, &e) != 0)
+    if (persist(o, 0, &e) != 0)
         set_error(o, "persist failed", e.msg);
 }
 
@@ -606,9 +636,12 @@ next_due(struct online *o, double last_try)
     double lp = o->last_publish;
     pthread_mutex_unlock(&o->lock);
     if (o->dirty)
-        t = lp + o->cfg->publish_interval - n;
+        t = lp + publish_gap(o, o->words_since_publish >=
+                                    o->cfg->publish_words) - n;
     if (behind) {
         double p = last_try + o->cfg->persist_interval - n;
+        if (o->dirty && p < t)
+            p = t; /* it follows the publish */
         if (t < 0 || p < t)
             t = p;
     }
@@ -703,7 +736,7 @@ out:
     /* records not yet read stay in the journal for the next start */
     {
         struct semd_err e = {0};
-        if (persist(o, &e) != 0)
+        if (persist(o, 1, &e) != 0)
             set_error(o, "persist at shutdown failed", e.msg);
     }
     return NULL;
@@ -1162,7 +1195,8 @@ online_status(struct online *o)
         (json_int_t)o->persisted_version, "damaged_records",
         (json_int_t)o->jrep.damaged_records, "damaged_bytes",
         (json_int_t)o->jrep.damaged_bytes, "damage",
-        o->jrep.message[0] ? o->jrep.message : NULL, "start", "trainer_state", o->start_state, "version",
+        o->jrep.message[0] ? o->jrep.message : NULL, "start",
+        "trainer_state", o->start_state, "version",
         (json_int_t)o->start_version, "included_seq",
         (json_int_t)o->start_seq, "replay_from", (json_int_t)o->replay_from,
         "replay_to", (json_int_t)o->replay_to, "last_publish",

@@ -198,7 +198,7 @@ test_train_off(void **state)
     assert_int_equal(r.status, 403);
     assert_string_equal(json_string_value(t_json_at(r.json, "error.code")),
                         "forbidden");
-    assert_non_null(strstr(json_string_value(t_json_at(r.json, "error.message")),
+    assert_non_null(strstr(t_json_str(r.json, "error.message"),
                            "--train"));
     t_resp_free(&r);
     assert_int_equal(request(d.port, "GET", "/v1/train", NULL, NULL, NULL,
@@ -320,7 +320,8 @@ test_new_word(void **state)
     assert_int_equal(r.status, 200);
     double cos = json_real_value(t_json_at(r.json, "result.cosine"));
     assert_true(cos > 0.3 && cos < 0.99999);
-    assert_int_equal(json_array_size(t_json_at(r.json, "result.neighbors_from")),
+    assert_int_equal(json_array_size(t_json_at(r.json,
+                                               "result.neighbors_from")),
                      10);
     assert_int_equal(json_array_size(t_json_at(r.json, "result.entered")),
                      json_array_size(t_json_at(r.json, "result.left")));
@@ -714,7 +715,7 @@ acked_recovered(uint64_t covered)
 
 /* Every model file in the snapshot directory verifies. */
 static void
-verify_snapshots(const char *dir)
+verify_snapshots(const char *dir, int need_one)
 {
     char sd[1024];
     snprintf(sd, sizeof sd, "%s/snapshots", dir);
@@ -737,7 +738,8 @@ verify_snapshots(const char *dir)
         n++;
     }
     closedir(d);
-    assert_true(n >= 1);
+    if (need_one)
+        assert_true(n >= 1);
 }
 
 /* SIGKILL at random moments while text is posted and trained: after each
@@ -802,8 +804,10 @@ test_crash(void **state)
         pthread_t th;
         pthread_create(&th, NULL, post_loop, &p);
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        useconds_t wait = 300000 + (useconds_t)((seed >> 33) % 1200000);
-        usleep(wait);
+        /* long enough, on a sanitizer build too, for a first publish */
+        double wait = (0.3 + (double)((seed >> 33) % 1200000) / 1e6) *
+                      t_scale();
+        usleep((useconds_t)(wait * 1e6));
         if (it == iterations - 1) {
             /* the last one stops cleanly: everything trained persists */
             atomic_store(&p.stop, 1);
@@ -818,7 +822,9 @@ test_crash(void **state)
         if (p.max_acked > max_acked)
             max_acked = p.max_acked;
         acked_add(&p);
-        verify_snapshots(dir);
+        /* a kill before the first publish leaves none: fine until the
+         * clean stop, which persists one */
+        verify_snapshots(dir, it == iterations - 1);
     }
     /* after the clean stop, CURRENT includes every acknowledged record */
     char path[1024];
