@@ -10,6 +10,8 @@
  *                                        the model, with progress
  *   bench_search MODEL hnsw              HNSW32 recall@10 and latency at
  *                                        the default efSearch
+ *   bench_search MODEL hnsw-batch        HNSW32 per-query time, one query
+ *                                        per call vs batches
  *   bench_search MODEL rss               resident memory in exact mode
  *
  * Every figure is the median of several runs; ratios compare figures
@@ -278,6 +280,85 @@ bench_hnsw(struct semd_model *m)
     semd_index_close(ex);
 }
 
+/* HNSW32 per-query cost through semd_index_search (one FAISS call each)
+ * against semd_index_search_batch with batches of 4, 16 and 64 (one
+ * FAISS call for the batch), the same queries and k, one thread; and
+ * whether the batched answers equal the single ones. */
+static void
+bench_hnsw_batch(struct semd_model *m)
+{
+    struct semd_err err = {0};
+    struct semd_index *ap;
+    open_hnsw(m, &ap, 0);
+    enum { NQ = 1024, K = 10, R = 3 };
+    static const size_t sizes[] = {4, 16, 64};
+    uint64_t rows = semd_model_rows(m);
+    uint32_t dims = semd_model_dims(m);
+    float *q = malloc((size_t)NQ * dims * sizeof *q);
+    struct semd_search *s = calloc(NQ, sizeof *s);
+    struct semd_hit *h1 = malloc((size_t)NQ * K * sizeof *h1);
+    struct semd_hit *hb = malloc((size_t)NQ * K * sizeof *hb);
+    uint32_t *n1 = malloc(NQ * sizeof *n1), *nb = malloc(NQ * sizeof *nb);
+    uint64_t *ex = malloc(NQ * sizeof *ex);
+    if (!q || !s || !h1 || !hb || !n1 || !nb || !ex) {
+        fprintf(stderr, "bench_search: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < NQ; i++) {
+        ex[i] = (uint64_t)(i * 677 + 13) % rows;
+        memcpy(q + (size_t)i * dims, semd_model_row(m, ex[i]),
+               dims * sizeof *q);
+        s[i].k = K;
+        s[i].exclude = &ex[i];
+        s[i].n_exclude = 1;
+    }
+    double t1[R];
+    for (int rep = 0; rep < R; rep++) {
+        double t0 = now();
+        for (int i = 0; i < NQ; i++)
+            if (semd_index_search(ap, q + (size_t)i * dims, &s[i],
+                                  h1 + (size_t)i * K, &n1[i], &err))
+                die("hnsw", &err);
+        t1[rep] = (now() - t0) * 1e6 / NQ;
+    }
+    double one = median(t1, R);
+    char x[64], y[64];
+    snprintf(y, sizeof y, "one query per call %.0f us", one);
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        size_t bs = sizes[z];
+        double tb[R];
+        for (int rep = 0; rep < R; rep++) {
+            double t0 = now();
+            for (size_t i = 0; i < NQ; i += bs)
+                if (semd_index_search_batch(ap, q + i * dims, bs, s + i,
+                                            hb + i * K, nb + i, &err))
+                    die("hnsw batch", &err);
+            tb[rep] = (now() - t0) * 1e6 / NQ;
+        }
+        double b = median(tb, R);
+        int same = 1;
+        for (int i = 0; i < NQ && same; i++) {
+            same = n1[i] == nb[i];
+            for (uint32_t j = 0; same && j < n1[i]; j++)
+                same = h1[(size_t)i * K + j].row == hb[(size_t)i * K + j].row;
+        }
+        char name[96];
+        snprintf(name, sizeof name,
+                 "HNSW32 per query, batches of %zu, vs one per call%s", bs,
+                 same ? "" : " (answers differ)");
+        snprintf(x, sizeof x, "%.0f us", b);
+        row(name, x, y, b / one, "<= 1", b <= one && same);
+    }
+    free(q);
+    free(s);
+    free(h1);
+    free(hb);
+    free(n1);
+    free(nb);
+    free(ex);
+    semd_index_close(ap);
+}
+
 static long
 rss_kb(void)
 {
@@ -337,7 +418,8 @@ int
 main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_search MODEL single|batch|hnsw-build|hnsw|rss "
+        fprintf(stderr, "usage: bench_search MODEL "
+                        "single|batch|hnsw-build|hnsw|hnsw-batch|rss "
                         "[GENSIM_MS]\n");
         return 2;
     }
@@ -355,6 +437,8 @@ main(int argc, char **argv)
         semd_index_close(ix);
     } else if (strcmp(argv[2], "hnsw") == 0)
         bench_hnsw(m);
+    else if (strcmp(argv[2], "hnsw-batch") == 0)
+        bench_hnsw_batch(m);
     else if (strcmp(argv[2], "rss") == 0)
         bench_rss(m);
     semd_model_close(m);

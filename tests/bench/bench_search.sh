@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rows for the index module: exact single query against gensim's
 # most_similar and against one read of the matrix, a batch of 1,000 against
-# one bare SGEMM, HNSW32 recall and latency, resident memory. All on one
+# one bare SGEMM, HNSW32 recall and latency, HNSW32 one query per FAISS
+# call against batches of queries in one call, resident memory. All on one
 # core with one BLAS thread; the HNSW index is built once with every core
 # and saved beside the model, so later runs only load it.
 set -eu
@@ -62,4 +63,5 @@ $one "$bin" "$SEMD_MODEL" batch
 # built with every core on the first run (minutes), loaded afterwards
 OMP_NUM_THREADS=$(nproc) "$bin" "$SEMD_MODEL" hnsw-build >&2
 $one "$bin" "$SEMD_MODEL" hnsw
+$one "$bin" "$SEMD_MODEL" hnsw-batch
 $one "$bin" "$SEMD_MODEL" rss
