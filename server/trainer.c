@@ -124,6 +124,7 @@ struct online {
     struct semd_snapshot *base;  /* newest version with its own index */
     uint64_t build_want;         /* newest published version */
     uint64_t building;           /* version being built, 0: none */
+    uint64_t failed_version;     /* its build failed: not retried */
     uint64_t builds, build_failures;
     double last_build_end, last_build_seconds;
     char build_error[SEMD_ERR_MSG];
@@ -409,8 +410,6 @@ publish(struct online *o, struct semd_err *err)
     o->publishes++;
     if (o->factory) {
         o->build_want = v;
-        if (o->index_state && o->base)
-            atomic_store(o->index_state, INDEX_LOADING);
         pthread_cond_signal(&o->build_cond);
     }
     pthread_mutex_unlock(&o->lock);
@@ -799,10 +798,10 @@ swap_in(struct online *o, struct semd_snapshot *b)
                      " index=%s delta_rows=%" PRIu64,
                      semd_snapshot_version(now_s), semd_index_factory(nix),
                      semd_index_delta_rows(nix));
+            /* ready from the first build on: the delta index answers
+             * through it too (/v1/model and /metrics name which) */
             if (o->index_state)
-                atomic_store(o->index_state, semd_index_delta_base(nix)
-                                                 ? INDEX_LOADING
-                                                 : INDEX_READY);
+                atomic_store(o->index_state, INDEX_READY);
             semd_snapshot_release(now_s);
             return;
         }
@@ -830,12 +829,12 @@ build_one(struct online *o, struct semd_snapshot **out, struct semd_err *err)
     io.factory = o->factory;
     io.cancel = build_cancelled;
     io.cancel_arg = o;
-    int rc = semd_model_open(&m, semd_model_path(semd_snapshot_model(cur)),
-                             err);
-    semd_snapshot_release(cur);
     pthread_mutex_lock(&o->lock);
     o->building = v;
     pthread_mutex_unlock(&o->lock);
+    int rc = semd_model_open(&m, semd_model_path(semd_snapshot_model(cur)),
+                             err);
+    semd_snapshot_release(cur);
     if (rc == 0 && (rc = semd_index_open(&ix, m, &io, err)) == 0 &&
         (rc = semd_snapshot_new(out, m, ix, v, err)) == 0)
         return SEMD_OK;
@@ -861,7 +860,7 @@ build_main(void *arg)
                           ? o->last_build_end +
                                 o->cfg->index_rebuild_interval - now()
                           : 0;
-        if (o->build_want <= have) {
+        if (o->build_want <= have || o->build_want == o->failed_version) {
             pthread_cond_wait(&o->build_cond, &o->lock);
             continue;
         }
@@ -880,6 +879,8 @@ build_main(void *arg)
         struct semd_err e = {0};
         int rc = build_one(o, &b, &e);
         pthread_mutex_lock(&o->lock);
+        if (rc)
+            o->failed_version = o->building;
         o->building = 0;
         o->last_build_end = now();
         o->last_build_seconds = o->last_build_end - t0;
@@ -888,7 +889,8 @@ build_main(void *arg)
         if (rc) {
             o->build_failures++;
             snprintf(o->build_error, sizeof o->build_error, "%s", e.msg);
-            if (o->index_state)
+            /* an older build still answers, if there is one */
+            if (o->index_state && !o->base)
                 atomic_store(o->index_state, INDEX_FAILED);
             pthread_mutex_unlock(&o->lock);
             char q[600] = "";

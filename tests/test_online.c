@@ -650,6 +650,40 @@ test_approx_index(void **state)
     assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
 }
 
+/* An index that cannot be built is reported; the exact index answers. */
+static void
+test_index_fails(void **state)
+{
+    (void)state;
+    struct t_daemon d;
+    const char *flags[] = {"--train", "--data-dir", keep_path("badindex"),
+                           "--token-file", token_file(), "--index",
+                           "NoSuchIndex7", NULL};
+    start(&d, "badindex.log", flags);
+    json_t *st = NULL;
+    for (double t0 = t_now();; usleep(50 * 1000)) {
+        json_decref(st);
+        st = train_status(&d);
+        if (u64_at(st, "index.build_failures") >= 1)
+            break;
+        if (t_now() - t0 > 20 * t_scale())
+            fail_msg("no build failure reported; log in %s", d.log);
+    }
+    if (!strstr(t_json_str(st, "index.build_error"), "NoSuchIndex7"))
+        fail_msg("build_error: %s", t_json_str(st, "index.build_error"));
+    assert_string_equal(t_json_str(st, "index.serving"), "Flat");
+    json_decref(st);
+    struct t_resp r;
+    assert_int_equal(t_get(d.port, "/v1/model", &r), 0);
+    assert_string_equal(t_json_str(r.json, "result.index.state"), "failed");
+    t_resp_free(&r);
+    assert_int_equal(t_get(d.port, "/v1/neighbors?word=king&k=3", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(t_json_str(r.json, "result.index"), "Flat");
+    t_resp_free(&r);
+    assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
+}
+
 /* ----------------------------------------------------------- crash test */
 
 struct poster {
@@ -856,6 +890,7 @@ main(void)
         cmocka_unit_test(test_backlog),
         cmocka_unit_test(test_counts_persist),
         cmocka_unit_test(test_approx_index),
+        cmocka_unit_test(test_index_fails),
         cmocka_unit_test(test_crash),
     };
     /* tests/soak/crash.sh runs only the crash test, longer */
