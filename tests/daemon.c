@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -318,7 +319,52 @@ t_daemon_stop(struct t_daemon *d, int sig)
 
 /* ------------------------------------------------------------- the client */
 
+static const char *header(const char *head, const char *name);
+
 static _Atomic(t_resp_hook *) resp_hook;
+static FILE *recording; /* under record_lock */
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int
+t_record_responses(const char *path)
+{
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (path && !f)
+        return -1;
+    pthread_mutex_lock(&record_lock);
+    FILE *old = recording;
+    recording = f;
+    pthread_mutex_unlock(&record_lock);
+    if (old)
+        fclose(old);
+    return 0;
+}
+
+void
+t_record(const char *method, const char *target, const struct t_resp *r)
+{
+    char path[2048], ctype[128] = "";
+    snprintf(path, sizeof path, "%.*s", (int)strcspn(target, "?"), target);
+    const char *ct = r->head ? header(r->head, "Content-Type:") : NULL;
+    if (ct)
+        snprintf(ctype, sizeof ctype, "%.*s", (int)strcspn(ct, "\r"), ct);
+    json_t *body = r->json ? json_incref(r->json)
+                           : json_string(r->body ? r->body : "");
+    if (!body)
+        body = json_string("(a body that is not UTF-8)");
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:o}", "method", method,
+                          "path", path, "status", r->status, "content_type",
+                          ctype, "body", body);
+    char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    pthread_mutex_lock(&record_lock);
+    if (recording && line) {
+        fprintf(recording, "%s\n", line);
+        fflush(recording);
+    }
+    pthread_mutex_unlock(&record_lock);
+    free(line);
+}
 
 void
 t_set_resp_hook(t_resp_hook *hook)
@@ -536,8 +582,11 @@ t_raw(int port, const void *req, size_t n, struct t_resp *r)
     int rc = read_resp(fd, r, !strcmp(method, "HEAD"));
     close(fd);
     t_resp_hook *hook = atomic_load(&resp_hook);
-    if (rc == 0 && hook)
-        hook(method, target, r);
+    if (rc == 0) {
+        t_record(method, target, r);
+        if (hook)
+            hook(method, target, r);
+    }
     return rc;
 }
 

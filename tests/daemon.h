@@ -85,6 +85,16 @@ typedef void t_resp_hook(const char *method, const char *target,
                          const struct t_resp *r);
 void t_set_resp_hook(t_resp_hook *hook);
 
+/* Appends every response t_request() and t_raw() receive from now on, and
+ * each one passed to t_record(), to path as one JSON line for the contract
+ * test (tests/contract/validate.mjs): method, path (the target without its
+ * query), status, content type and body (the parsed JSON, else the text).
+ * NULL stops and closes the file. Returns 0, or -1 when path cannot be
+ * opened. Any thread may record; lines never interleave. */
+int t_record_responses(const char *path);
+void t_record(const char *method, const char *target,
+              const struct t_resp *r);
+
 /* The value at a dotted path such as "result.neighbors.0.word" (a
  * numeric part indexes an array; "neighbors[0]" works too), or NULL.
  * Borrowed from v. */

@@ -30,38 +30,9 @@
 #define AUTH(token) "Authorization: Bearer " token "\r\n"
 
 static struct t_daemon main_d; /* write token set, reads open */
-static FILE *contract;         /* JSONL of every response */
 
 #define at t_json_at
 #define str_at t_json_str
-
-/* Appends (method, path, status, content type, body) for the contract
- * test: the harness calls it with every response. */
-static void
-record(const char *method, const char *target, const struct t_resp *r)
-{
-    if (!contract)
-        return;
-    char path[2048];
-    snprintf(path, sizeof path, "%s", target);
-    char *q = strchr(path, '?');
-    if (q)
-        *q = 0;
-    const char *ct = strcasestr(r->head, "\r\nContent-Type:");
-    char ctype[128] = "";
-    if (ct)
-        sscanf(ct + 15, " %127[^\r]", ctype);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "method", method, "path",
-                          path, "status", r->status, "content_type", ctype);
-    json_object_set(o, "body", r->json ? r->json : json_string(r->body));
-    if (!r->json)
-        json_decref(json_object_get(o, "body"));
-    char *line = json_dumps(o, JSON_COMPACT);
-    fprintf(contract, "%s\n", line);
-    fflush(contract);
-    free(line);
-    json_decref(o);
-}
 
 static void
 get(const char *target, struct t_resp *r)
@@ -106,8 +77,8 @@ static int
 setup(void **state)
 {
     (void)state;
-    contract = fopen(t_path("contract.jsonl"), "w");
-    t_set_resp_hook(record);
+    if (t_record_responses(t_path("contract.jsonl")) != 0)
+        return -1;
     const char *flags[] = {t_fixture(), "--threads", "2", "--timeout", "2",
                            "--token-file",
                            t_token_file("write.token", WRITE_TOKEN "\n",
@@ -123,9 +94,7 @@ teardown(void **state)
     (void)state;
     if (main_d.pid)
         t_daemon_stop(&main_d, SIGKILL);
-    if (contract)
-        fclose(contract);
-    contract = NULL;
+    t_record_responses(NULL);
     return 0;
 }
 
@@ -315,7 +284,7 @@ test_keep_alive(void **state)
         assert_int_equal(t_read_resp(fd, &r), 0);
         assert_int_equal(r.status, 200);
         assert_null(strcasestr(r.head, "Connection: close"));
-        record("GET", "/v1/neighbors", &r);
+        t_record("GET", "/v1/neighbors", &r);
         t_resp_free(&r);
     }
     close(fd);
@@ -339,7 +308,7 @@ test_body_20mb_declared(void **state)
     struct t_resp r;
     assert_int_equal(t_read_resp(fd, &r), 0);
     close(fd);
-    record("POST", "/v1/neighbors", &r);
+    t_record("POST", "/v1/neighbors", &r);
     assert_int_equal(r.status, 413);
     assert_string_equal(str_at(r.json, "error.code"), "payload_too_large");
     t_resp_free(&r);
@@ -367,7 +336,7 @@ test_body_20mb_chunked(void **state)
     struct t_resp r;
     assert_int_equal(t_read_resp(fd, &r), 0);
     close(fd);
-    record("POST", "/v1/neighbors", &r);
+    t_record("POST", "/v1/neighbors", &r);
     assert_int_equal(r.status, 413);
     assert_string_equal(str_at(r.json, "error.code"), "payload_too_large");
     t_resp_free(&r);
@@ -832,7 +801,6 @@ static void
 test_contract(void **state)
 {
     (void)state;
-    fflush(contract);
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd,
              "node %s/../contract/validate.mjs %s/../../openapi.yaml %s 2>&1",
