@@ -33,7 +33,10 @@ static const char usage_text[] =
     "  --max N     entries listed per list (default 100; counts are "
     "complete)\n"
     "  --z Z       flag norms with |z| > Z (default 3.5)\n"
-    "  --cosine C  near-duplicates from cosine C (default 0.99)\n";
+    "  --cosine C  near-duplicates from cosine C (default 0.99)\n"
+    "\n"
+    "semd serve answers GET /v1/tokens/report?max=N&z=Z&cosine=C with the\n"
+    "same JSON.\n";
 
 /* Room for any row shown by semd_model_display_word. */
 #define SHOWN_MAX (3 * SEMD_MAX_WORD + 1)
