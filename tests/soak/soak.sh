@@ -295,8 +295,8 @@ mixval() {
 
 fails=0
 criteria=()
-check() { # check OK|FAIL TEXT
-    criteria+=("$1  $2")
+check() { # check PASS|FAIL TEXT...
+    criteria+=("$1  ${*:2}")
     [ "$1" = PASS ] || fails=$((fails + 1))
 }
 
