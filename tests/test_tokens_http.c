@@ -15,7 +15,6 @@
  * token " king". Every response is checked against openapi.yaml by the
  * contract checker at the end.
  */
-#define _GNU_SOURCE /* strcasestr */
 #include "daemon.h"
 
 #include <jansson.h>
@@ -34,8 +33,6 @@
 
 static const char *model_path;
 static struct t_daemon d;
-static FILE *contract;
-static pthread_mutex_t contract_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ------------------------------------------------------------ the model */
 
@@ -86,37 +83,6 @@ write_safetensors(const char *path)
     assert_int_equal(fclose(f), 0);
 }
 
-/* ------------------------------------------------------------- contract */
-
-/* Appends each response as a JSONL record for tests/contract/validate.mjs
- * (the shape test_http.c records). */
-static void
-record(const char *method, const char *target, const struct t_resp *r)
-{
-    char path[2048];
-    snprintf(path, sizeof path, "%s", target);
-    char *q = strchr(path, '?');
-    if (q)
-        *q = 0;
-    const char *ct = strcasestr(r->head, "\r\nContent-Type:");
-    char ctype[128] = "";
-    if (ct)
-        sscanf(ct + 15, " %127[^\r]", ctype);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "method", method, "path",
-                          path, "status", r->status, "content_type", ctype);
-    json_object_set_new(o, "body", r->json ? json_incref(r->json)
-                                           : json_string(r->body));
-    char *line = json_dumps(o, JSON_COMPACT);
-    pthread_mutex_lock(&contract_lock);
-    if (contract && line) {
-        fprintf(contract, "%s\n", line);
-        fflush(contract);
-    }
-    pthread_mutex_unlock(&contract_lock);
-    free(line);
-    json_decref(o);
-}
-
 /* ---------------------------------------------------------------- setup */
 
 static int
@@ -141,10 +107,8 @@ setup(void **state)
     free(msg);
     remove(st);
     model_path = out;
-    contract = fopen(t_path("contract.jsonl"), "w");
-    if (!contract)
+    if (t_record_responses(t_path("contract.jsonl")) != 0)
         return -1;
-    t_set_resp_hook(record);
     const char *args[] = {model_path, "--threads", "4", NULL};
     return t_daemon_start(&d, "serve.log", args) == 0 ? 0 : -1;
 }
@@ -162,10 +126,7 @@ teardown(void **state)
                 rc, log ? log : "(none)");
         free(log);
     }
-    t_set_resp_hook(NULL);
-    if (contract)
-        fclose(contract);
-    contract = NULL;
+    t_record_responses(NULL);
     return rc == 0 ? 0 : -1;
 }
 
@@ -550,9 +511,6 @@ static void
 test_contract(void **state)
 {
     (void)state;
-    pthread_mutex_lock(&contract_lock);
-    fflush(contract);
-    pthread_mutex_unlock(&contract_lock);
     char cmd[2048], *out = NULL;
     snprintf(cmd, sizeof cmd,
              "node %s/../contract/validate.mjs %s/../../openapi.yaml %s 2>&1",
