@@ -240,10 +240,14 @@ test_hogwild_and_portable(void **state)
         double intra, inter;
         /* every word's nearest neighbour is in its own cluster */
         check_clusters(t, &intra, &inter);
-        /* Hogwild on this tiny corpus sometimes pulls all clusters close
-         * together (across-cluster cosines from 0.33 up to 0.96 were seen)
-         * while keeping them apart: only the order is asserted there. */
-        if (!(intra > inter) || (variant == 1 && !(intra - inter > 0.3)))
+        /* measured, 200 runs of each: one thread 0.997 within, 0.331 to
+         * 0.336 across. Two workers: 0.990 within, 0.320 to 0.336 across.
+         * Before the workers kept private copies of the frequent rows
+         * (here all 40), 3,000 two-worker runs gave 0.331 to 0.561 across
+         * (99th percentile 0.409): on 40 words both workers write the
+         * same rows all the time and lose some updates; serialising each
+         * pair brought that back to 0.333..0.337. */
+        if (!(intra - inter > 0.5))
             fail_msg("variant %d: intra %.3f inter %.3f", variant, intra,
                      inter);
         semd_trainer_free(t);
