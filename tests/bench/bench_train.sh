@@ -102,7 +102,7 @@ for r in $(seq 1 "$runs"); do
     fi
     s2+=("$(semd_run 2 "" "$out/train-semd2.semd")")
     echo "train run $r: semd 1 thread ${s1[-1]} s, gensim ${g[-1]} s," \
-        "semd 2 threads ${s2[-1]} s" >&2
+        "semd 2 threads ${s2[-1]} s; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
