@@ -745,6 +745,76 @@ test_concurrent_params(void **state)
     semd_model_close(m);
 }
 
+/* A batch of approximate queries with mixed k, efSearch, nprobe,
+ * exclusions, restriction and reranking gets, query by query, the answers
+ * each gives alone (the batch groups queries into shared FAISS calls). */
+static void
+check_approx_batch(const char *factory)
+{
+    const uint32_t dims = 16;
+    struct semd_model *m = open_model(t_random_model("ab.semd", 3000, dims,
+                                                     23));
+    struct semd_index *ap = open_approx(m, factory, 0);
+    enum { NQ = 37, K = 10 };
+    static const uint32_t efs[3] = {16, 0, 128};
+    float *q = malloc(NQ * dims * sizeof *q);
+    struct semd_search s[NQ];
+    uint64_t excl[NQ][2];
+    struct semd_hit one[K], *hits = malloc(NQ * K * sizeof *hits);
+    uint32_t n[NQ], n1;
+    uint64_t seed = 9;
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < NQ; i++) {
+        random_query(q + i * dims, dims, &seed);
+        s[i].k = i % 4 == 1 ? 5 : K;
+        s[i].ef_search = efs[i % 3];
+        s[i].nprobe = efs[(i + 1) % 3] / 8;
+        if (i % 5 == 2) {
+            excl[i][0] = (uint64_t)i * 7;
+            excl[i][1] = (uint64_t)i * 11;
+            s[i].exclude = excl[i];
+            s[i].n_exclude = 2;
+        }
+        if (i % 3 == 2 && i % 2)
+            s[i].restrict_rows = 1500;
+        s[i].rerank = i % 7 == 3;
+    }
+    assert_int_equal(semd_index_search_batch(ap, q, NQ, s, hits, n, NULL),
+                     0);
+    for (int i = 0; i < NQ; i++) {
+        assert_int_equal(semd_index_search(ap, q + i * dims, &s[i], one, &n1,
+                                           NULL), 0);
+        assert_int_equal(n[i], n1);
+        assert_int_equal(n1, s[i].k);
+        for (uint32_t j = 0; j < n1; j++) {
+            assert_int_equal(hits[i * K + j].row, one[j].row);
+            assert_true(hits[i * K + j].score == one[j].score);
+            if (s[i].restrict_rows)
+                assert_true(one[j].row < s[i].restrict_rows);
+            for (size_t x = 0; x < s[i].n_exclude; x++)
+                assert_true(one[j].row != s[i].exclude[x]);
+        }
+    }
+    /* a bad query fails the batch and names itself */
+    struct semd_err err = {0};
+    memset(q + 4 * dims, 0, dims * sizeof *q);
+    assert_int_equal(semd_index_search_batch(ap, q, NQ, s, hits, n, &err),
+                     SEMD_EINVAL);
+    assert_non_null(strstr(err.msg, "query 4"));
+    free(q);
+    free(hits);
+    semd_index_close(ap);
+    semd_model_close(m);
+}
+
+static void
+test_approx_batch(void **state)
+{
+    (void)state;
+    check_approx_batch("HNSW16");
+    check_approx_batch("IVF16,Flat");
+}
+
 static void
 test_approx_errors(void **state)
 {
@@ -908,6 +978,7 @@ main(void)
         cmocka_unit_test(test_hnsw),
         cmocka_unit_test(test_ivf),
         cmocka_unit_test(test_concurrent_params),
+        cmocka_unit_test(test_approx_batch),
         cmocka_unit_test(test_approx_errors),
         cmocka_unit_test(test_fixture),
         cmocka_unit_test(test_bad_arguments),
