@@ -880,6 +880,62 @@ test_crash(void **state)
     memset(&acked, 0, sizeof acked);
 }
 
+/* ------------------------------------------------------------ contract */
+
+/* Every response above against openapi.yaml: the training routes' bodies
+ * (GET /v1/train with the index and the start state, 202, 429, drift)
+ * are checked only here. The checker also wants every route reached,
+ * which test_http's full run does: of its failures, only unreached routes
+ * other than the training ones are accepted. */
+static void
+test_contract(void **state)
+{
+    (void)state;
+    t_record_responses(NULL);
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "node %s/../contract/validate.mjs %s/../../openapi.yaml %s 2>&1",
+             t_datadir(), t_datadir(), t_path("contract.jsonl"));
+    int rc = t_run(cmd, &out);
+    unsigned checked = 0, total = 0, unreached = 0;
+    const char *sum = strstr(out, "contract: ");
+    if (!sum || sscanf(sum, "contract: %u of %u responses valid", &checked,
+                       &total) != 2)
+        fail_msg("the contract checker failed (%d): %s", rc, out);
+    static const char reach[] = "contract: FAIL no recorded request reached ";
+    for (char *l = strstr(out, "contract: FAIL"); l;
+         l = strstr(l + 1, "contract: FAIL")) {
+        const char *route = l + sizeof reach - 1;
+        if (strncmp(l, reach, sizeof reach - 1) ||
+            !strncmp(route, "POST /v1/train\n", 15) ||
+            !strncmp(route, "GET /v1/train\n", 14) ||
+            !strncmp(route, "GET /v1/words/{word}/drift\n", 27))
+            fail_msg("%s", out);
+        unreached++;
+    }
+    print_message("contract: %u of %u responses valid (%u routes left to "
+                  "test_http)\n", checked, total, unreached);
+    assert_true(total >= 10);
+    assert_int_equal(checked, total);
+    assert_true(rc == 0 || rc == 1);
+    free(out);
+}
+
+static int
+record(void **state)
+{
+    (void)state;
+    return t_record_responses(t_path("contract.jsonl"));
+}
+
+static int
+stop_recording(void **state)
+{
+    (void)state;
+    t_record_responses(NULL);
+    return 0;
+}
+
 int
 main(void)
 {
@@ -892,9 +948,10 @@ main(void)
         cmocka_unit_test(test_approx_index),
         cmocka_unit_test(test_index_fails),
         cmocka_unit_test(test_crash),
+        cmocka_unit_test(test_contract),
     };
     /* tests/soak/crash.sh runs only the crash test, longer */
     if (getenv("SEMD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SEMD_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, record, stop_recording);
 }
