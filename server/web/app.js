@@ -1,6 +1,8 @@
 // app.js - the page's behaviour: every number shown comes from the semd
 // API on this origin (the Content-Security-Policy allows nothing else).
 // API text is put into the page with textContent only, never as HTML.
+// The build inlines this file at the end of the page's body, so it runs
+// once the elements exist; it asks the API nothing before the load event.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
