@@ -585,7 +585,7 @@ check_exact(struct t_daemon *d, const char *dir, const char *base,
     t_resp_free(&r);
 }
 
-/* With --index HNSW32, a trained version is answered through the previous
+/* With --index HNSW16, a trained version is answered through the previous
  * version's HNSW index plus an exact scan of its changed and new rows
  * until its own index is built (no sooner than --index-rebuild-interval
  * after the last build), then by that index alone. */
@@ -593,21 +593,21 @@ static void
 test_approx_index(void **state)
 {
     (void)state;
-    const char *model = small_model(5000);
+    const char *model = small_model(3000);
     const char *dir = keep_path("approx");
-    double interval = 6 * t_scale();
+    double interval = 3 + 2 * t_scale();
     char iv[32];
     snprintf(iv, sizeof iv, "%.1f", interval);
     struct t_daemon d;
     const char *args[] = {model, "--threads", "2", "--train", "--data-dir",
                           dir, "--token-file", token_file(),
                           "--publish-interval", "0.2", "--min-count", "5",
-                          "--index", "HNSW32", "--index-rebuild-interval",
+                          "--index", "HNSW16", "--index-rebuild-interval",
                           iv, "--cache-size", "0", NULL};
     if (t_daemon_start(&d, "approx.log", args) != 0)
         fail_msg("semd serve did not start; log in %s", d.log);
     /* the first version's own index, built in the background */
-    wait_index(&d, "HNSW32", 30);
+    wait_index(&d, "HNSW16", 30);
     double built = t_now();
     char *text = royal_text(100);
     struct t_resp r;
@@ -623,12 +623,12 @@ test_approx_index(void **state)
     if (elapsed < interval - 1) {
         /* no rebuild yet: the delta index answers */
         assert_string_equal(t_json_str(st, "index.serving"),
-                            "HNSW32+exact-delta");
+                            "HNSW16+exact-delta");
         assert_true(u64_at(st, "index.delta_rows") > 0);
         assert_int_equal(u64_at(st, "index.built_version"), 1);
-        check_exact(&d, dir, model, "zorblat", "HNSW32+exact-delta");
-        check_exact(&d, dir, model, "king", "HNSW32+exact-delta");
-        check_exact(&d, dir, model, "queen", "HNSW32+exact-delta");
+        check_exact(&d, dir, model, "zorblat", "HNSW16+exact-delta");
+        check_exact(&d, dir, model, "king", "HNSW16+exact-delta");
+        check_exact(&d, dir, model, "queen", "HNSW16+exact-delta");
     } else {
         print_message("the delta state went unobserved: training took "
                       "%.1f s of the %.1f s between builds\n", elapsed,
@@ -636,15 +636,15 @@ test_approx_index(void **state)
     }
     json_decref(st);
     /* then the trained version's own index */
-    wait_index(&d, "HNSW32", interval + 30);
-    check_exact(&d, dir, model, "zorblat", "HNSW32");
+    wait_index(&d, "HNSW16", interval + 30);
+    check_exact(&d, dir, model, "zorblat", "HNSW16");
     st = train_status(&d);
     assert_int_equal(u64_at(st, "index.delta_rows"), 0);
     assert_true(u64_at(st, "index.builds") >= 2);
     json_decref(st);
     assert_int_equal(t_get(d.port, "/v1/model", &r), 0);
     assert_string_equal(t_json_str(r.json, "result.index.factory"),
-                        "HNSW32");
+                        "HNSW16");
     assert_string_equal(t_json_str(r.json, "result.index.state"), "ready");
     t_resp_free(&r);
     assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
