@@ -324,6 +324,7 @@ static const char *header(const char *head, const char *name);
 static _Atomic(t_resp_hook *) resp_hook;
 static FILE *recording; /* under record_lock */
 static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+static char record_path[PATH_MAX]; /* the last one opened */
 
 int
 t_record_responses(const char *path)
@@ -331,6 +332,8 @@ t_record_responses(const char *path)
     FILE *f = path ? fopen(path, "w") : NULL;
     if (path && !f)
         return -1;
+    if (path)
+        snprintf(record_path, sizeof record_path, "%s", path);
     pthread_mutex_lock(&record_lock);
     FILE *old = recording;
     recording = f;
@@ -338,6 +341,19 @@ t_record_responses(const char *path)
     if (old)
         fclose(old);
     return 0;
+}
+
+int
+t_contract_check(char **out)
+{
+    *out = NULL;
+    if (!record_path[0])
+        return -1;
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof cmd,
+             "node '%s/../contract/validate.mjs' '%s/../../openapi.yaml' "
+             "'%s' 2>&1", t_datadir(), t_datadir(), record_path);
+    return t_run(cmd, out);
 }
 
 void

@@ -95,6 +95,12 @@ int t_record_responses(const char *path);
 void t_record(const char *method, const char *target,
               const struct t_resp *r);
 
+/* Runs the contract checker (tests/contract/validate.mjs) over what
+ * t_record_responses() recorded last, against openapi.yaml. Returns its
+ * exit status (0: every response valid and every route reached; -1: no
+ * recording), its output in *out (free() it). */
+int t_contract_check(char **out);
+
 /* The value at a dotted path such as "result.neighbors.0.word" (a
  * numeric part indexes an array; "neighbors[0]" works too), or NULL.
  * Borrowed from v. */
