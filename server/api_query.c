@@ -245,6 +245,7 @@ term_json(const struct semd_model *m, const struct semd_term *t,
         json_object_set_new(o, "resolved",
                             json_string(semd_model_word(m, info->row, NULL)));
         json_object_set_new(o, "row", json_integer((json_int_t)info->row));
+        tokens_row_fields(m, info->row, o);
     }
     return o;
 }
@@ -275,16 +276,22 @@ missing(const struct semd_term *t, size_t n,
     return a;
 }
 
+/* A list of rows: "word" is the vocabulary key ("\u0120king" on a
+ * tokenizer model), and a tokenizer model's rows add "id" and "text"
+ * (" king"), the form people read. */
 static json_t *
 hits_json(const struct semd_model *m, const struct semd_hit *h, uint32_t n,
           const char *score)
 {
     json_t *a = json_array();
-    for (uint32_t i = 0; i < n; i++)
-        json_array_append_new(
-            a, json_pack("{s:s, s:f, s:I}", "word",
-                         semd_model_word(m, h[i].row, NULL), score,
-                         (double)h[i].score, "row", (json_int_t)h[i].row));
+    for (uint32_t i = 0; i < n; i++) {
+        json_t *o = json_pack("{s:s, s:f, s:I}", "word",
+                              semd_model_word(m, h[i].row, NULL), score,
+                              (double)h[i].score, "row",
+                              (json_int_t)h[i].row);
+        tokens_row_fields(m, h[i].row, o);
+        json_array_append_new(a, o);
+    }
     return a;
 }
 
@@ -911,13 +918,15 @@ explain_json(const struct semd_model *m, const struct semd_term *t, size_t n,
                           (json_int_t)e->rank_with_inputs, "margin",
                           (double)e->margin, "methods_agree",
                           e->methods_agree != 0);
-    if (e->other_row < semd_model_rows(m))
-        json_object_set_new(
-            o, "other_method",
-            json_pack("{s:s, s:s, s:f}", "method",
-                      method == SEMD_3COSADD ? "3cosmul" : "3cosadd",
-                      "word", semd_model_word(m, e->other_row, NULL),
-                      "score", (double)e->other_score));
+    if (e->other_row < semd_model_rows(m)) {
+        json_t *other = json_pack(
+            "{s:s, s:s, s:f}", "method",
+            method == SEMD_3COSADD ? "3cosmul" : "3cosadd", "word",
+            semd_model_word(m, e->other_row, NULL), "score",
+            (double)e->other_score);
+        tokens_row_fields(m, e->other_row, other);
+        json_object_set_new(o, "other_method", other);
+    }
     return o;
 }
 
@@ -1088,11 +1097,15 @@ api_odd_one_out(struct api_req *rq, struct api_reply *rp)
         return;
     }
     json_t *list = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:s%, s:f}", "word",
-                                              t[i].word, t[i].len,
-                                              "similarity_to_mean",
-                                              (double)sims[i]));
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_pack("{s:s%, s:f}", "word", t[i].word, t[i].len,
+                              "similarity_to_mean", (double)sims[i]);
+        /* a word that resolved to one token shows it; the mean of
+         * several tokens has no one id (terms says which) */
+        if (info[i].row < semd_model_rows(m))
+            tokens_row_fields(m, info[i].row, o);
+        json_array_append_new(list, o);
+    }
     reply_ok(rp, 200, json_pack("{s:s%, s:i, s:o, s:o}", "odd", t[odd].word,
                                 t[odd].len, "index", (int)odd, "words", list,
                                 "terms", terms_json(m, t, n, info)));
@@ -1111,11 +1124,14 @@ vector_json(const struct semd_model *m, const char *word, size_t len,
     json_t *v = json_array();
     for (uint32_t i = 0; i < d; i++)
         json_array_append_new(v, json_real((double)(row[i] * scale)));
-    return json_pack("{s:s%, s:s, s:s, s:I, s:f, s:b, s:o}", "word", word,
-                     len, "resolved", semd_model_word(m, info->row, NULL),
-                     "provenance", semd_prov_name(info->prov), "row",
-                     (json_int_t)info->row, "norm", (double)norm,
-                     "normalized", normalize != 0, "vector", v);
+    json_t *o = json_pack("{s:s%, s:s, s:s, s:I, s:f, s:b, s:o}", "word",
+                          word, len, "resolved",
+                          semd_model_word(m, info->row, NULL), "provenance",
+                          semd_prov_name(info->prov), "row",
+                          (json_int_t)info->row, "norm", (double)norm,
+                          "normalized", normalize != 0, "vector", v);
+    tokens_row_fields(m, info->row, o);
+    return o;
 }
 
 void
@@ -1219,13 +1235,17 @@ api_words(struct api_req *rq, struct api_reply *rp)
         reply_semd(rp, rc, &err, NULL);
         return;
     }
+    /* the prefix matches the vocabulary key: on a tokenizer model
+     * "\u0120ki" lists the tokens " ki..." */
     json_t *list = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(
-            list, json_pack("{s:s, s:I, s:I}", "word",
-                            semd_model_word(m, rows[i], NULL), "row",
-                            (json_int_t)rows[i], "count",
-                            (json_int_t)semd_model_count(m, rows[i])));
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_pack("{s:s, s:I, s:I}", "word",
+                              semd_model_word(m, rows[i], NULL), "row",
+                              (json_int_t)rows[i], "count",
+                              (json_int_t)semd_model_count(m, rows[i]));
+        tokens_row_fields(m, rows[i], o);
+        json_array_append_new(list, o);
+    }
     free(rows);
     reply_ok(rp, 200, json_pack("{s:s%, s:o}", "prefix", prefix, len, "words",
                                 list));

@@ -331,6 +331,12 @@ json_t *tokens_report_json(const struct semd_model *m,
                            const struct semd_tokens_report *r);
 /* "no_merge" or "split". */
 const char *tokens_unreach_reason(int reason);
+/* On a model with a tokenizer, sets "id" (the token id of row) and "text"
+ * (its bytes as UTF-8, each byte of a split character as U+FFFD, as
+ * semd_model_display_word gives it) in o; does nothing on a word model or
+ * for a row that is no token, so that "word" alone names the row there.
+ * Returns 0, or -1 when out of memory. */
+int tokens_row_fields(const struct semd_model *m, uint64_t row, json_t *o);
 
 /* ------------------------------------------------------------ api_tokens.c */
 

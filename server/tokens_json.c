@@ -3,7 +3,8 @@
  * shared by the command line and the HTTP routes so both give the same
  * answer: the tokens of a text (`semd tokenize --json`, POST /v1/tokenize)
  * and the token health report (`semd tokens-report --json`, GET
- * /v1/tokens/report).
+ * /v1/tokens/report); and the "id" and "text" that every listed row of a
+ * tokenizer model carries (neighbours, answers, word look-up).
  *
  * Pure functions of their arguments (the model and tokenizer are only
  * read): called from any thread.
@@ -118,19 +119,32 @@ tokens_json(const struct semd_tokenizer *t, const struct semd_model *m,
     return 0;
 }
 
+int
+tokens_row_fields(const struct semd_model *m, uint64_t row, json_t *o)
+{
+    char text[SHOWN_MAX];
+    uint32_t id;
+    if (!o || !semd_model_tokenizer(m) ||
+        semd_model_display_word(m, row, text, sizeof text, &id) != 0 ||
+        id == UINT32_MAX)
+        return 0;
+    /* the text is valid UTF-8 by construction, so json_string cannot
+     * fail for that reason; a NULL here is out of memory */
+    if (json_object_set_new(o, "id", json_integer(id)) != 0 ||
+        json_object_set_new(o, "text", json_string(text)) != 0)
+        return -1;
+    return 0;
+}
+
 /* {"row", "word", and on a tokenizer model "id" and "text"} */
 static json_t *
 row_json(const struct semd_model *m, uint64_t row)
 {
     json_t *o = json_pack("{s:I, s:s}", "row", (json_int_t)row, "word",
                           semd_model_word(m, row, NULL));
-    char text[SHOWN_MAX];
-    uint32_t id;
-    if (o && semd_model_tokenizer(m) &&
-        semd_model_display_word(m, row, text, sizeof text, &id) == 0 &&
-        id != UINT32_MAX) {
-        json_object_set_new(o, "id", json_integer(id));
-        json_object_set_new(o, "text", json_string(text));
+    if (o && tokens_row_fields(m, row, o) != 0) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }

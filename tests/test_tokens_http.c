@@ -12,8 +12,13 @@
  * prints. GET /v1/tokens/report is what `semd tokens-report --json`
  * prints, computed once and then served from the cache, also to
  * concurrent first requests. Neighbours of "king" resolve through the
- * token " king". Every response is checked against openapi.yaml by the
- * contract checker at the end.
+ * token " king". Every listed row (neighbours, analogy answers, odd one
+ * out, word look-up, vectors, resolved terms) carries the token id the
+ * vocabulary file gives its word and the text that word decodes to, both
+ * computed here from encoder.json and GPT-2's byte table, not by semd;
+ * a token holding part of a character stays valid JSON (U+FFFD); on the
+ * word fixture those fields are absent. Every response is checked against
+ * openapi.yaml by the contract checker at the end.
  */
 #include "daemon.h"
 
@@ -33,6 +38,7 @@
 
 static const char *model_path;
 static struct t_daemon d;
+static json_t *encoder; /* encoder.json: vocabulary key -> id, read once */
 
 /* ------------------------------------------------------------ the model */
 
@@ -127,6 +133,7 @@ teardown(void **state)
         free(log);
     }
     t_record_responses(NULL);
+    json_decref(encoder);
     return rc == 0 ? 0 : -1;
 }
 
@@ -457,6 +464,201 @@ test_report_concurrent_first(void **state)
                   compute_ms, waited, RACERS - 1);
 }
 
+/* ------------------------------------------------- token rows, decoded */
+
+/* GPT-2's byte-to-unicode table inverted: the byte each code point of a
+ * byte-level vocabulary key stands for (-1: none). Printable Latin-1 bytes
+ * stand for themselves, the other 68 for U+0100 onwards, in byte order. */
+static int byte_of[324];
+
+static void
+init_byte_table(void)
+{
+    int next = 256;
+    for (int i = 0; i < 324; i++)
+        byte_of[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
+                        (b >= 0xAE && b <= 0xFF);
+        byte_of[printable ? b : next++] = b;
+    }
+}
+
+/* The bytes a vocabulary key stands for, into out (cap bytes); their
+ * count. */
+static size_t
+key_bytes(const char *key, unsigned char *out, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)key;
+    size_t n = 0;
+    while (*p) {
+        unsigned cp;
+        if (p[0] < 0x80) {
+            cp = p[0];
+            p += 1;
+        } else {
+            /* keys hold code points below U+0800 only: two bytes */
+            assert_int_equal(p[0] & 0xE0, 0xC0);
+            cp = ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+            p += 2;
+        }
+        assert_true(cp < 324 && byte_of[cp] >= 0);
+        assert_true(n < cap);
+        out[n++] = (unsigned char)byte_of[cp];
+    }
+    return n;
+}
+
+/* The length of the valid UTF-8 character at b[0..n), 0 if none. */
+static size_t
+utf8_char(const unsigned char *b, size_t n)
+{
+    size_t len = b[0] < 0x80 ? 1 : b[0] >= 0xC2 && b[0] <= 0xDF ? 2
+             : b[0] >= 0xE0 && b[0] <= 0xEF ? 3
+             : b[0] >= 0xF0 && b[0] <= 0xF4 ? 4 : 0;
+    if (len == 0 || len > n || b[0] == 0)
+        return 0;
+    for (size_t k = 1; k < len; k++)
+        if ((b[k] & 0xC0) != 0x80)
+            return 0;
+    /* overlong, surrogate and beyond U+10FFFF forms */
+    if ((b[0] == 0xE0 && b[1] < 0xA0) || (b[0] == 0xED && b[1] >= 0xA0) ||
+        (b[0] == 0xF0 && b[1] < 0x90) || (b[0] == 0xF4 && b[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+/* What "text" must be for a key: its bytes, each byte outside a valid
+ * character as U+FFFD. *whole: no byte was replaced. */
+static void
+expected_text(const char *key, char *out, size_t cap, int *whole)
+{
+    unsigned char b[256];
+    size_t n = key_bytes(key, b, sizeof b), o = 0;
+    *whole = 1;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_char(b + i, n - i);
+        assert_true(o + 4 < cap);
+        if (len) {
+            memcpy(out + o, b + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+            *whole = 0;
+        }
+    }
+    out[o] = '\0';
+}
+
+static json_int_t
+encoder_id(const char *key)
+{
+    if (!encoder) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/gpt2/encoder.json", t_datadir());
+        json_error_t je;
+        encoder = json_load_file(path, 0, &je);
+        if (!encoder)
+            fail_msg("%s: %s", path, je.text);
+        init_byte_table();
+    }
+    json_t *v = json_object_get(encoder, key);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}
+
+/* A listed row of the token model: key its vocabulary key ("word" of a
+ * listed row, "resolved" of a term or vector; NULL: take it from o), "id"
+ * the id encoder.json gives key, equal to "row" when o has one (a
+ * converted matrix has row == id), "text" what the key decodes to.
+ * Returns 1 when the text is whole characters, 0 when it has U+FFFD. */
+static int
+check_token_key(json_t *o, const char *key, const char *where)
+{
+    if (!key)
+        key = json_string_value(json_object_get(o, "resolved"));
+    if (!key)
+        key = json_string_value(json_object_get(o, "word"));
+    json_t *id = json_object_get(o, "id");
+    const char *text = json_string_value(json_object_get(o, "text"));
+    if (!key || !json_is_integer(id) || !text) {
+        char *s = json_dumps(o, JSON_COMPACT);
+        fail_msg("%s: no word, id and text in %s", where, s);
+    }
+    assert_int_equal(json_integer_value(id), encoder_id(key));
+    json_t *row = json_object_get(o, "row");
+    if (row)
+        assert_int_equal(json_integer_value(row), json_integer_value(id));
+    char want[1024];
+    int whole;
+    expected_text(key, want, sizeof want, &whole);
+    if (strcmp(text, want))
+        fail_msg("%s: id %lld: text \"%s\", decoded \"%s\"", where,
+                 (long long)json_integer_value(id), text, want);
+    return whole;
+}
+
+static int
+check_token_row(json_t *o, const char *where)
+{
+    return check_token_key(o, NULL, where);
+}
+
+/* check_token_row on each item of the array at path of r's body. */
+static void
+check_token_rows(json_t *body, const char *path)
+{
+    json_t *a = t_json_at(body, path);
+    if (!json_is_array(a) || json_array_size(a) == 0)
+        fail_msg("no rows at %s", path);
+    size_t i;
+    json_t *o;
+    json_array_foreach(a, i, o) {
+        check_token_row(o, path);
+    }
+}
+
+/* Percent-encodes s for a query string. */
+static void
+pct(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        assert_true(o + 4 < cap);
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+            (*p >= '0' && *p <= '9'))
+            out[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", *p);
+    }
+    out[o] = '\0';
+}
+
+static struct t_resp
+get_ok(int port, const char *target)
+{
+    struct t_resp r;
+    assert_int_equal(t_get(port, target, &r), 0);
+    if (r.status != 200 || !r.json)
+        fail_msg("%s: status %d: %s", target, r.status, r.body);
+    return r;
+}
+
+static struct t_resp
+post_ok(int port, const char *target, const char *body)
+{
+    struct t_resp r;
+    assert_int_equal(t_request(port, "POST", target, "application/json",
+                               body, strlen(body), NULL, &r),
+                     0);
+    if (r.status != 200 || !r.json)
+        fail_msg("%s: status %d: %s", target, r.status, r.body);
+    return r;
+}
+
 /* --------------------------------------------------------------- queries */
 
 static void
@@ -482,6 +684,10 @@ test_neighbors_of_king(void **state)
     assert_int_equal(json_integer_value(
                          t_json_at(r.json, "result.terms.0.row")),
                      king);
+    /* the term shows the token it resolved to */
+    assert_int_equal(json_integer_value(t_json_at(r.json, "result.terms.0.id")),
+                     king);
+    assert_string_equal(t_json_str(r.json, "result.terms.0.text"), " king");
     json_t *nb = t_json_at(r.json, "result.neighbors");
     assert_int_equal(json_array_size(nb), 5);
     size_t i;
@@ -489,6 +695,46 @@ test_neighbors_of_king(void **state)
     json_array_foreach(nb, i, o) {
         assert_true(json_integer_value(json_object_get(o, "row")) != king);
     }
+    check_token_rows(r.json, "result.neighbors");
+    /* the same again from the result cache */
+    struct t_resp again = get_ok(d.port, "/v1/neighbors?word=king&k=5");
+    assert_true(json_equal(t_json_at(again.json, "result"),
+                           t_json_at(r.json, "result")));
+    t_resp_free(&again);
+
+    /* `semd query --json` lists the same tokens, with the same texts */
+    char cmd[2048], *out;
+    snprintf(cmd, sizeof cmd, "%s query '%s' king -k 5 --json", t_semd(),
+             model_path);
+    assert_int_equal(t_run(cmd, &out), 0);
+    json_error_t je;
+    json_t *cli = json_loads(out, 0, &je);
+    if (!cli)
+        fail_msg("semd query --json printed no JSON: %s", out);
+    json_t *cnb = json_object_get(cli, "neighbors");
+    assert_int_equal(json_array_size(cnb), 5);
+    json_array_foreach(cnb, i, o) {
+        check_token_row(o, "semd query --json");
+        json_t *h = json_array_get(nb, i);
+        assert_true(json_equal(json_object_get(o, "id"),
+                               json_object_get(h, "id")));
+    }
+    json_decref(cli);
+    free(out);
+    /* and its table shows the first one's text quoted, with its id */
+    snprintf(cmd, sizeof cmd, "%s query '%s' king -k 5", t_semd(),
+             model_path);
+    assert_int_equal(t_run(cmd, &out), 0);
+    json_t *first = json_array_get(nb, 0);
+    json_t *q = json_object_get(first, "text");
+    char *quoted = json_dumps(q, JSON_ENCODE_ANY);
+    char shown[256];
+    snprintf(shown, sizeof shown, "%s #%lld", quoted,
+             (long long)json_integer_value(json_object_get(first, "id")));
+    if (!strstr(out, shown))
+        fail_msg("semd query does not show %s:\n%s", shown, out);
+    free(quoted);
+    free(out);
     t_resp_free(&r);
 
     /* a word that is no one token: the mean of its tokens */
@@ -500,6 +746,182 @@ test_neighbors_of_king(void **state)
     assert_string_equal(t_json_str(r.json, "result.terms.0.provenance"),
                         "token_mean");
     t_resp_free(&r);
+}
+
+/* Analogies (answers and the other method's pick), batches, odd one out,
+ * vectors and the word look-up list tokens the same way. */
+static void
+test_token_rows_everywhere(void **state)
+{
+    (void)state;
+    struct t_resp r = get_ok(d.port, "/v1/analogy?q=king-man%2Bwoman&k=4"
+                                     "&method=both&explain=1");
+    check_token_rows(r.json, "result.results.0.answers");
+    check_token_rows(r.json, "result.results.1.answers");
+    check_token_row(t_json_at(r.json, "result.results.0.explain.other_method"),
+                    "other_method");
+    check_token_rows(r.json, "result.terms");
+    t_resp_free(&r);
+
+    r = post_ok(d.port, "/v1/neighbors",
+                "{\"queries\":[{\"word\":\"queen\",\"k\":3},"
+                "{\"expr\":\"paris-france+italy\",\"k\":3},"
+                "{\"positive\":[\"cat\",\"dog\"],\"k\":3}]}");
+    check_token_rows(r.json, "result.results.0.neighbors");
+    check_token_rows(r.json, "result.results.1.neighbors");
+    check_token_rows(r.json, "result.results.2.neighbors");
+    t_resp_free(&r);
+
+    r = post_ok(d.port, "/v1/analogy",
+                "{\"a\":\"man\",\"b\":\"king\",\"c\":\"woman\",\"k\":3}");
+    check_token_rows(r.json, "result.results.0.answers");
+    t_resp_free(&r);
+
+    /* a word that is several tokens has no one id: only "word" */
+    r = post_ok(d.port, "/v1/odd-one-out",
+                "{\"words\":[\"apple\",\"pear\",\"plum\","
+                "\"tokenization\"]}");
+    json_t *ws = t_json_at(r.json, "result.words");
+    assert_int_equal(json_array_size(ws), 4);
+    /* "word" is the input there: the key is its term's */
+    for (size_t i = 0; i < 3; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "result.terms.%zu.resolved", i);
+        check_token_key(json_array_get(ws, i), t_json_str(r.json, path),
+                        "odd-one-out");
+    }
+    assert_string_equal(t_json_str(r.json, "result.terms.3.provenance"),
+                        "token_mean");
+    assert_null(json_object_get(json_array_get(ws, 3), "id"));
+    assert_null(json_object_get(json_array_get(ws, 3), "text"));
+    t_resp_free(&r);
+
+    r = get_ok(d.port, "/v1/vectors/king");
+    check_token_row(t_json_at(r.json, "result"), "vectors");
+    assert_string_equal(t_json_str(r.json, "result.provenance"),
+                        "token_space");
+    assert_string_equal(t_json_str(r.json, "result.text"), " king");
+    t_resp_free(&r);
+
+    /* the prefix is the vocabulary key: "\u0120kin" lists " kin..." */
+    char target[256], enc[64];
+    pct("\xC4\xA0kin", enc, sizeof enc);
+    snprintf(target, sizeof target, "/v1/words?prefix=%s&limit=20", enc);
+    r = get_ok(d.port, target);
+    check_token_rows(r.json, "result.words");
+    json_t *w;
+    size_t i;
+    json_array_foreach(t_json_at(r.json, "result.words"), i, w) {
+        assert_memory_equal(json_string_value(json_object_get(w, "text")),
+                            " kin", 4);
+    }
+    t_resp_free(&r);
+}
+
+/* Tokens that hold part of a UTF-8 character (a lone lead byte; the first
+ * bytes of a CJK character) are listed as valid JSON with U+FFFD for each
+ * such byte: found by their own rows' vectors, whose nearest row they are,
+ * and by their key as a prefix. */
+static void
+test_partial_utf8_tokens(void **state)
+{
+    (void)state;
+    encoder_id("the"); /* loads the table */
+    /* the first ids (in id order) of one byte and of several bytes whose
+     * bytes are not whole characters */
+    const char *keys[2] = {NULL, NULL};
+    json_int_t ids[2] = {-1, -1};
+    const char *key;
+    json_t *v;
+    json_object_foreach(encoder, key, v) {
+        unsigned char b[256];
+        size_t n = key_bytes(key, b, sizeof b);
+        char text[1024];
+        int whole, slot = n == 1 ? 0 : 1;
+        expected_text(key, text, sizeof text, &whole);
+        json_int_t id = json_integer_value(v);
+        if (!whole && (ids[slot] < 0 || id < ids[slot])) {
+            ids[slot] = id;
+            keys[slot] = key;
+        }
+    }
+    assert_true(ids[0] >= 0 && ids[1] >= 0);
+    for (int k = 0; k < 2; k++) {
+        float vec[DIMS];
+        gen_row((uint64_t)ids[k], vec);
+        json_t *arr = json_array();
+        for (int i = 0; i < DIMS; i++)
+            json_array_append_new(arr, json_real(vec[i]));
+        json_t *req = json_pack("{s:[{s:o, s:i}]}", "queries", "vector", arr,
+                                "k", 2);
+        char *body = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        /* jansson refuses a body that is not valid UTF-8: a parsed reply
+         * is valid JSON */
+        struct t_resp r = post_ok(d.port, "/v1/neighbors", body);
+        free(body);
+        json_t *top = t_json_at(r.json, "result.results.0.neighbors.0");
+        assert_int_equal(json_integer_value(json_object_get(top, "row")),
+                         ids[k]);
+        assert_int_equal(check_token_row(top, keys[k]), 0);
+        assert_non_null(strstr(json_string_value(json_object_get(top,
+                                                                 "text")),
+                               "\xEF\xBF\xBD"));
+        print_message("token %lld (%s) shows as \"%s\"\n", (long long)ids[k],
+                      keys[k], json_string_value(json_object_get(top,
+                                                                 "text")));
+        t_resp_free(&r);
+
+        char target[512], enc[256];
+        pct(keys[k], enc, sizeof enc);
+        snprintf(target, sizeof target, "/v1/words?prefix=%s&limit=50", enc);
+        r = get_ok(d.port, target);
+        check_token_rows(r.json, "result.words");
+        t_resp_free(&r);
+    }
+}
+
+/* On a word model nothing changes: rows have no "id" nor "text". */
+static void
+test_word_model_has_no_token_fields(void **state)
+{
+    (void)state;
+    struct t_daemon wd = {0};
+    const char *args[] = {t_fixture(), "--threads", "2", NULL};
+    assert_int_equal(t_daemon_start(&wd, "words.log", args), 0);
+    static const char *const lists[][2] = {
+        {"/v1/neighbors?word=king&k=5", "result.neighbors"},
+        {"/v1/analogy?q=king-man%2Bwoman&k=3&method=both&explain=1",
+         "result.results.0.answers"},
+        {"/v1/words?prefix=kin&limit=5", "result.words"},
+    };
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        struct t_resp r = get_ok(wd.port, lists[i][0]);
+        json_t *a = t_json_at(r.json, lists[i][1]);
+        assert_true(json_array_size(a) > 0);
+        size_t k;
+        json_t *o;
+        json_array_foreach(a, k, o) {
+            assert_non_null(json_object_get(o, "word"));
+            assert_null(json_object_get(o, "id"));
+            assert_null(json_object_get(o, "text"));
+        }
+        assert_null(t_json_at(r.json, "result.terms.0.id"));
+        t_resp_free(&r);
+    }
+    assert_int_equal(t_daemon_stop(&wd, SIGTERM), 0);
+
+    char cmd[2048], *out;
+    snprintf(cmd, sizeof cmd, "%s query '%s' king -k 3 --json", t_semd(),
+             t_fixture());
+    assert_int_equal(t_run(cmd, &out), 0);
+    json_error_t je;
+    json_t *cli = json_loads(out, 0, &je);
+    assert_non_null(cli);
+    assert_null(t_json_at(cli, "neighbors.0.id"));
+    assert_null(t_json_at(cli, "neighbors.0.text"));
+    json_decref(cli);
+    free(out);
 }
 
 /* ---------------------------------------------------------------- contract */
@@ -550,6 +972,9 @@ main(void)
         cmocka_unit_test(test_report_matches_cli),
         cmocka_unit_test(test_report_concurrent_first),
         cmocka_unit_test(test_neighbors_of_king),
+        cmocka_unit_test(test_token_rows_everywhere),
+        cmocka_unit_test(test_partial_utf8_tokens),
+        cmocka_unit_test(test_word_model_has_no_token_fields),
         cmocka_unit_test(test_contract),
     };
     signal(SIGPIPE, SIG_IGN);
