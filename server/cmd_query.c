@@ -166,7 +166,9 @@ static const char query_usage[] =
     "  --restrict N    search only the N most frequent words\n"
     "  --index F       FAISS factory string, e.g. HNSW32 (default: exact)\n"
     "  --json          {\"query\":...,\"neighbors\":[{\"word\":...,"
-    "\"score\":...}]}\n";
+    "\"score\":...}]}\n"
+    "                  (a tokenizer model's rows add \"id\" and \"text\": "
+    "\" king\")\n";
 
 static json_t *
 terms_json(const struct semd_model *m, const struct semd_expr *e,
