@@ -581,6 +581,7 @@ function pin(word) {
   unpin.addEventListener('click', () => {
     pins.delete(word);
     row.remove();
+    $('pins-wrap').hidden = pins.size === 0;
     say('pin-status', 'Unpinned ' + word + '.');
     $('pin-word').focus();
   });
@@ -591,6 +592,7 @@ function pin(word) {
   row.dataset.word = word;
   $('pins').tBodies[0].append(row);
   pins.set(word, { from: training.version, row });
+  $('pins-wrap').hidden = false;
   say('pin-status', 'Pinned ' + word + ' at version ' + training.version + '.');
   refreshPin(word);
 }
