@@ -67,6 +67,7 @@ post_rate=${SOAK_POST_RATE:-20}
 settle=${SOAK_SETTLE:-10}
 persist_interval=${SOAK_PERSIST_INTERVAL:-20}
 kills=${SOAK_KILLS:-20}
+per_ip=${SOAK_PER_IP:-$((${SOAK_CONNECTIONS:-256} + 64))}
 semd=$build/semd
 fixture=$build/glove-20k.semd
 
@@ -138,11 +139,15 @@ rss() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 # start NAME ARGS...: starts `semd serve ARGS --listen 127.0.0.1:0` with
 # its output in $tmp/NAME.out and log in $tmp/NAME.log; sets pid and port
-# once it is ready.
+# once it is ready. Every client here comes from 127.0.0.1: wrk's
+# connections, the poster's and curl's must all fit under the cap per
+# client address (default 256, the same as wrk's connections; past it a
+# connection is closed at once, which wrk counts as a read error).
 start() {
     local name=$1
     shift
-    "$semd" serve "$@" --listen 127.0.0.1:0 >"$tmp/$name.out" \
+    "$semd" serve "$@" --listen 127.0.0.1:0 \
+        --max-connections-per-ip "$per_ip" >"$tmp/$name.out" \
         2>"$tmp/$name.log" &
     pid=$!
     pids+=("$pid")
