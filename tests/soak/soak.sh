@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # soak.sh - semd under load for a minute per daemon, with reloads,
-# training and kills; not part of `make test` (it takes 10 to 15 minutes).
+# training and kills; not part of `make test` (it takes about a quarter
+# of an hour).
 #
 # usage: tests/soak/soak.sh [MODEL]     (BUILD=build by default)
 #
