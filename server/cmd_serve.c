@@ -41,6 +41,23 @@ serve_request_reload(void)
     kill(getpid(), SIGHUP);
 }
 
+/*
+ * Threads that libraries start before main() (OpenBLAS's pool) do not
+ * inherit the mask serve sets, so the kernel may deliver SIGTERM to one
+ * of them while the main thread is busy reloading, and the default
+ * action would kill the process instead of draining. This handler runs
+ * only on such a thread and hands the signal to the main thread, which
+ * blocks it and takes it with sigwait. Written once before any handler
+ * can run; tgkill is async-signal-safe.
+ */
+static pid_t main_tid;
+
+static void
+forward_to_main(int sig)
+{
+    syscall(SYS_tgkill, getpid(), main_tid, sig);
+}
+
 static double
 now(void)
 {
@@ -210,6 +227,12 @@ cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    main_tid = (pid_t)syscall(SYS_gettid);
+    struct sigaction fwd = {.sa_handler = forward_to_main};
+    sigfillset(&fwd.sa_mask);
+    sigaction(SIGHUP, &fwd, NULL);
+    sigaction(SIGTERM, &fwd, NULL);
+    sigaction(SIGINT, &fwd, NULL);
 
     struct server srv = {0};
     srv.cfg = &cfg;
