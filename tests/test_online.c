@@ -838,10 +838,8 @@ test_crash(void **state)
         pthread_t th;
         pthread_create(&th, NULL, post_loop, &p);
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        /* long enough, on a sanitizer build too, for a first publish */
-        double wait = (0.3 + (double)((seed >> 33) % 1200000) / 1e6) *
-                      t_scale();
-        usleep((useconds_t)(wait * 1e6));
+        useconds_t wait = 300000 + (useconds_t)((seed >> 33) % 1200000);
+        usleep(wait);
         if (it == iterations - 1) {
             /* the last one stops cleanly: everything trained persists */
             atomic_store(&p.stop, 1);
