@@ -821,6 +821,27 @@ test_sigterm(void **state)
     free(log);
 }
 
+/* A stop that arrives while the main thread reloads (here: waiting for
+ * the HNSW index still being built) must drain and exit 0: the kernel
+ * hands such a signal to a thread that does not block it, and threads a
+ * library started before main() have their own masks. */
+static void
+test_sigterm_during_reload(void **state)
+{
+    (void)state;
+    struct t_daemon b = {0};
+    const char *flags[] = {t_random_model("stop.semd", 20000, 64, 78),
+                           "--index", "HNSW32", NULL};
+    assert_int_equal(t_daemon_start(&b, "stop.log", flags), 0);
+    kill(b.pid, SIGHUP);
+    usleep(100 * 1000);
+    assert_int_equal(t_daemon_stop(&b, SIGTERM), 0);
+    size_t n;
+    char *log = t_read_file(b.log, &n);
+    assert_non_null(strstr(log, "msg=stopped"));
+    free(log);
+}
+
 int
 main(void)
 {
@@ -836,6 +857,7 @@ main(void)
         cmocka_unit_test(test_concurrent_batches),
         cmocka_unit_test(test_reload_under_load),
         cmocka_unit_test(test_index_in_background),
+        cmocka_unit_test(test_sigterm_during_reload),
         cmocka_unit_test(test_result_cache),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_read_token),
