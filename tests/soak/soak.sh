@@ -156,7 +156,7 @@ start() {
     local i
     for ((i = 0; i < 1200; i++)); do
         port=$(sed -n 's/^semd: listening on http:.*:\([0-9]*\)$/\1/p' \
-            "$tmp/$name.out")
+            "$tmp/$name.out" 2>/dev/null)
         [ -n "$port" ] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
@@ -218,8 +218,10 @@ warm() {
     while [ "$warm_seconds" -lt "$warmup_max" ]; do
         entries=$(metric "$port" semd_cache_entries)
         if [ -n "$train" ]; then
-            now_kept=$(retained "$port")
+            # publishes first: one that lands between the two readings
+            # then shows in the count and cannot pass for a plateau
             p1=$(metric "$port" semd_train_publishes_total)
+            now_kept=$(retained "$port")
         fi
         if [ "${entries:-0}" -ge "$cache_size" ] && { [ -z "$train" ] ||
             { [ "$now_kept" = "$kept" ] && [ "$p1" -gt "$p0" ]; }; }; then
