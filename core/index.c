@@ -313,7 +313,10 @@ fcheck(int rc, struct semd_err *err, const char *what)
  * and 0.998. A search costs about its efSearch (it is bound by fetching
  * the rows it scores from memory), so 128 is a fifth cheaper than 160 and
  * still above the 0.95 we promise for any query. */
-enum { DEFAULT_EF = 128, DEFAULT_NPROBE = 16, ADD_CHUNK = 16384,
+/* ADD_CHUNK rows go into a building index between two checks of its
+ * cancel callback: small enough that a stop or a reload waits a fraction
+ * of a second, large enough that FAISS's threads share each chunk. */
+enum { DEFAULT_EF = 128, DEFAULT_NPROBE = 16, ADD_CHUNK = 4096,
        TRAIN_MAX = 131072, FETCH_MAX = 16384 };
 
 /* Waits until the index runs with (ef, nprobe), switching it when no

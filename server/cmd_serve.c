@@ -71,7 +71,16 @@ static struct {
     pthread_mutex_t publish_lock; /* version + 1 and publish, atomically */
     pthread_t thread;
     int running;                  /* started and not yet joined */
+    atomic_int cancel;            /* a reload or a stop wants it ended */
 } loader = {.publish_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Asked by the index build between chunks of rows. */
+static int
+loader_cancelled(void *arg)
+{
+    (void)arg;
+    return atomic_load(&loader.cancel);
+}
 
 static int
 is_exact(const char *factory)
@@ -133,11 +142,16 @@ load_approx(void *arg)
     struct semd_index_opts io = {0};
     io.factory = cfg->index;
     io.progress = 1;
+    io.cancel = loader_cancelled;
     int rc = semd_model_open(&m, cfg->model, &err);
     if (rc == 0 && (rc = semd_index_open(&ix, m, &io, &err)) != 0)
         semd_model_close(m);
     if (rc == 0)
         rc = publish(srv, m, ix, &v, &err);
+    if (rc == SEMD_ESHUTDOWN) {
+        log_info("msg=\"index build cancelled\" index=%s", cfg->index);
+        return NULL;
+    }
     if (rc) {
         char q[600] = "";
         log_quote(q, sizeof q, err.msg);
@@ -151,12 +165,17 @@ load_approx(void *arg)
     return NULL;
 }
 
+/* Ends the loader, cancelling a build still running: a reload brings a
+ * new file whose index is loaded or built afresh, and a stop must not
+ * wait minutes for an index nobody will query. */
 static void
 loader_join(void)
 {
     if (!loader.running)
         return;
+    atomic_store(&loader.cancel, 1);
     pthread_join(loader.thread, NULL);
+    atomic_store(&loader.cancel, 0);
     loader.running = 0;
 }
 
@@ -172,7 +191,7 @@ load(struct server *srv, struct semd_err *err)
     uint64_t v = 0;
     int approx = !is_exact(cfg->index);
     if (loader.running) {
-        log_info("msg=\"waiting for the index being loaded\"");
+        log_info("msg=\"ending the index load in progress\"");
         loader_join();
     }
     int rc = semd_model_open(&m, cfg->model, err);
@@ -322,7 +341,7 @@ out:
     /* after the last request: persists what was trained */
     online_free(srv.online);
     if (loader.running)
-        log_info("msg=\"waiting for the index being loaded\"");
+        log_info("msg=\"ending the index load in progress\"");
     loader_join();
     batcher_stop(srv.batcher);
     cache_free(srv.cache);
