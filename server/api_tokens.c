@@ -32,45 +32,6 @@
 
 /* ------------------------------------------------------------- tokenize */
 
-/* Offset of the first byte of s[0..n) that is not part of valid UTF-8, or
- * of a NUL byte (a JSON body cannot carry one either); n when none. */
-static size_t
-utf8_bad_at(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len;
-        unsigned min;
-        if (c == 0)
-            return i;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, min = 0x80, c &= 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, min = 0x800, c &= 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, min = 0x10000, c &= 0x07;
-        } else {
-            return i;
-        }
-        if (i + len > n)
-            return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return i;
-            c = (c << 6) | (p[i + k] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return i;
-        i += len;
-    }
-    return n;
-}
-
 /* A query flag: 1, 0, or -1 (reply filled) for a value that is none of
  * "1", "true", "" (on) and "0", "false" (off). */
 static int
@@ -125,7 +86,7 @@ api_tokenize(struct api_req *rq, struct api_reply *rp)
     } else {
         text = rq->body ? rq->body : "";
         len = rq->body ? rq->body_len : 0;
-        size_t bad = utf8_bad_at(text, len);
+        size_t bad = utf8_invalid_at(text, len);
         if (bad < len) {
             reply_error(rp, ERR_BAD_REQUEST, NULL,
                         "the text is not valid UTF-8: byte 0x%02x at offset "
