@@ -101,6 +101,13 @@ void t_record(const char *method, const char *target,
  * recording), its output in *out (free() it). */
 int t_contract_check(char **out);
 
+/* For a program that reaches only some routes: stops recording, runs the
+ * checker and fails the test on any invalid response, or when a route in
+ * must_reach ("METHOD /path" strings ending in NULL; NULL for none) was
+ * not reached; other routes are left to test_http, which reaches them
+ * all. Returns how many responses were checked. */
+unsigned t_contract_partial(const char *const *must_reach);
+
 /* The value at a dotted path such as "result.neighbors.0.word" (a
  * numeric part indexes an array; "neighbors[0]" works too), or NULL.
  * Borrowed from v. */
