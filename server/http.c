@@ -1029,7 +1029,9 @@ on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     atomic_fetch_sub(&h->active, 1);
 }
 
-static void
+/* libmicrohttpd's format strings: the attribute lets compilers check our
+ * vsnprintf of them like any printf-style call */
+__attribute__((format(printf, 2, 0))) static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     struct http *h = cls;
