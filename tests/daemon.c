@@ -388,6 +388,21 @@ t_contract_partial(const char *const *must_reach)
     return total;
 }
 
+int
+t_group_record(void **state)
+{
+    (void)state;
+    return t_record_responses(t_path("contract.jsonl"));
+}
+
+int
+t_group_stop_recording(void **state)
+{
+    (void)state;
+    t_record_responses(NULL);
+    return 0;
+}
+
 void
 t_record(const char *method, const char *target, const struct t_resp *r)
 {

@@ -108,6 +108,11 @@ int t_contract_check(char **out);
  * all. Returns how many responses were checked. */
 unsigned t_contract_partial(const char *const *must_reach);
 
+/* cmocka group fixtures for such a program: record every response into
+ * t_path("contract.jsonl"), and stop recording. */
+int t_group_record(void **state);
+int t_group_stop_recording(void **state);
+
 /* The value at a dotted path such as "result.neighbors.0.word" (a
  * numeric part indexes an array; "neighbors[0]" works too), or NULL.
  * Borrowed from v. */

@@ -639,21 +639,6 @@ test_contract(void **state)
     assert_true(t_contract_partial(NULL) >= 20);
 }
 
-static int
-record(void **state)
-{
-    (void)state;
-    return t_record_responses(t_path("contract.jsonl"));
-}
-
-static int
-stop_recording(void **state)
-{
-    (void)state;
-    t_record_responses(NULL);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -670,5 +655,6 @@ main(void)
         cmocka_unit_test(test_no_secret_in_log),
         cmocka_unit_test(test_contract),
     };
-    return cmocka_run_group_tests(tests, record, stop_recording);
+    return cmocka_run_group_tests(tests, t_group_record,
+                                  t_group_stop_recording);
 }

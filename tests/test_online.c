@@ -894,21 +894,6 @@ test_contract(void **state)
     assert_true(t_contract_partial(mine) >= 10);
 }
 
-static int
-record(void **state)
-{
-    (void)state;
-    return t_record_responses(t_path("contract.jsonl"));
-}
-
-static int
-stop_recording(void **state)
-{
-    (void)state;
-    t_record_responses(NULL);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -926,5 +911,6 @@ main(void)
     /* tests/soak/crash.sh runs only the crash test, longer */
     if (getenv("SEMD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SEMD_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, record, stop_recording);
+    return cmocka_run_group_tests(tests, t_group_record,
+                                  t_group_stop_recording);
 }
