@@ -78,8 +78,11 @@
 #define FLUSH_WORDS 10000
 #define LOSS_DECAY 0.9
 #define DRAW_AHEAD 4096 /* noise words drawn ahead per block */
-#define HOT_BYTES (400u << 10) /* per private copy of the most frequent rows */
-#define HOT_MERGE_PAIRS 4096   /* pairs between merges of the copies */
+#define HOT_BYTES (16u << 20) /* per private copy of the most frequent rows */
+#define HOT_MERGE_PAIRS 4000000 /* pairs between merges of the copies */
+#define HOT_ROW_USES 64 /* uses of a frequent row between its write-backs */
+#define CHUNKS_PER_THREAD 32  /* pieces of the stream per worker and epoch */
+#define CHUNK_MIN 16384       /* words */
 
 struct semd_trainer {
     struct semd_train_opts o;
@@ -119,6 +122,9 @@ struct run {
     uint32_t epochs;
     uint32_t rows;
     uint64_t planned;
+    const size_t *cut; /* chunk i is stream[cut[i], cut[i + 1]) */
+    size_t chunks;
+    _Atomic uint64_t next_chunk; /* over all epochs */
     _Atomic uint64_t done;
     _Atomic int failed; /* a worker could not allocate its buffers */
 };
@@ -126,11 +132,33 @@ struct run {
 struct worker {
     struct run *run;
     uint32_t id;
-    size_t begin, end;
     uint32_t hot;    /* rows in each private copy; 0 with one worker */
     size_t hot_part; /* floats from one copy to the next in hot_buf */
     float *hot_buf;  /* copy of syn0, copy of syn1, then their bases */
+    uint32_t *hot_list; /* 2 x hot: rows taken into each copy */
+    uint8_t *hot_taken; /* 2 x hot: a row's copy is current */
 };
+
+/*
+ * The matrices, the noise table and the workers' copies are read at random
+ * rows; asking for 2 MB pages spares most of the TLB misses and, when the
+ * copies are first touched, most of the page faults (each a trip to the
+ * hypervisor on a virtual machine). Freed with free().
+ */
+#define HUGE_PAGE ((size_t)2 << 20)
+static void *
+huge_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE)
+        return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = aligned_alloc(HUGE_PAGE, bytes);
+#ifdef MADV_HUGEPAGE
+    if (p)
+        (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 static double
 now_s(void)
@@ -436,6 +464,16 @@ fastmod(uint64_t a, const struct fastmod *f)
     return (uint64_t)((bottom + top) >> 64);
 }
 
+/* A worker's copies of the frequent rows of one matrix. */
+struct hot_side {
+    float *shared;  /* the matrix */
+    float *copy;    /* rows [0, hot) */
+    float *base;    /* the shared values the copies started from */
+    uint8_t *uses;  /* per row: uses since taken or written back; 0: not */
+    uint32_t *list; /* the rows taken, n of them */
+    uint32_t n;
+};
+
 /* What one worker needs in its inner loop. */
 struct ctx {
     float *syn0, *syn1;
@@ -452,12 +490,11 @@ struct ctx {
     double loss;
     uint64_t pairs;
     /* with several workers, rows [0, hot) of syn0 and syn1 (the most
-     * frequent words) are read and updated in this worker's copies, and
-     * merged into the shared rows every HOT_MERGE_PAIRS pairs */
+     * frequent words) are read and updated in this worker's copies (see
+     * hot_row and merge_hot) */
     uint32_t hot;
-    float *hot0, *hot1;   /* the copies */
-    float *base0, *base1; /* the shared values the copies started from */
-    uint64_t unmerged;    /* pairs since the last merge */
+    struct hot_side h0, h1;
+    uint64_t unmerged; /* pairs since the last merge */
 };
 
 /* -log sigmoid(x) */
@@ -503,16 +540,61 @@ draw_block(struct ctx *c, int n, int p0, int p1)
     c->next_random = next_random;
 }
 
-static inline float *
-in_row(const struct ctx *c, uint32_t row)
+/* Adds what a worker changed in a row since it took it to the shared
+ * row, and starts the copy again from the shared value. */
+HOGWILD static void
+write_back(struct hot_side *h, size_t o, uint32_t dim)
 {
-    return (row < c->hot ? c->hot0 : c->syn0) + (uint64_t)row * c->dim;
+    for (uint32_t i = 0; i < dim; i++) {
+        float v = h->shared[o + i] + (h->copy[o + i] - h->base[o + i]);
+        h->shared[o + i] = v;
+        h->copy[o + i] = v;
+        h->base[o + i] = v;
+    }
+}
+
+/* The worker's copy of frequent row `row`: taken from the shared row at
+ * its first use, written back every HOT_ROW_USES uses. */
+HOGWILD static inline float *
+hot_row(struct hot_side *h, uint32_t row, uint32_t dim)
+{
+    size_t o = (size_t)row * dim;
+    uint8_t u = h->uses[row];
+    if (u == 0) {
+        /* a loop, not memcpy: ThreadSanitizer sees inside memcpy */
+        for (uint32_t i = 0; i < dim; i++)
+            h->copy[o + i] = h->base[o + i] = h->shared[o + i];
+        h->list[h->n++] = row;
+    } else if (u >= HOT_ROW_USES) {
+        write_back(h, o, dim);
+        u = 0;
+    }
+    h->uses[row] = (uint8_t)(u + 1);
+    return h->copy + o;
 }
 
 static inline float *
-out_row(const struct ctx *c, uint32_t row)
+in_row(struct ctx *c, uint32_t row)
 {
-    return (row < c->hot ? c->hot1 : c->syn1) + (uint64_t)row * c->dim;
+    if (row >= c->hot)
+        return c->syn0 + (uint64_t)row * c->dim;
+    return hot_row(&c->h0, row, c->dim);
+}
+
+static inline float *
+out_row(struct ctx *c, uint32_t row)
+{
+    if (row >= c->hot)
+        return c->syn1 + (uint64_t)row * c->dim;
+    return hot_row(&c->h1, row, c->dim);
+}
+
+/* where out_row will find `row`, without taking it */
+static inline const float *
+out_where(const struct ctx *c, uint32_t row)
+{
+    return (row < c->hot && c->h1.uses[row] ? c->h1.copy : c->syn1) +
+           (uint64_t)row * c->dim;
 }
 
 HOGWILD static inline void
@@ -546,7 +628,7 @@ prefetch_row(const float *row, uint32_t dim)
                     if (a == window || cpos < 0 || cpos >= n)                 \
                         continue;                                             \
                     for (uint32_t j = 0; j < neg; j++)                        \
-                        prefetch_row(out_row(c, tg[neg + j]), dim);           \
+                        prefetch_row(out_where(c, tg[neg + j]), dim);         \
                     float *in = in_row(c, sen[cpos]);                         \
                     memset(c->neu1e, 0, dim * sizeof(float));                 \
                     for (uint32_t j = 0; j <= neg; j++) {                     \
@@ -589,48 +671,55 @@ SG_SENTENCE(sentence_avx2, HOGWILD __attribute__((target("avx2,fma"))),
 /* ---------------------------------------------------------------- workers */
 
 /*
- * Why each worker keeps its own copy of the most frequent rows. Rows are
- * ordered most frequent first, and with sub-sampling the kept words
- * spread over the first thousands of rows; the noise words drawn from the
+ * Why each worker keeps its own copy of the frequent rows. Rows are ordered
+ * most frequent first; with sub-sampling the kept words spread over the
+ * first thousands of rows, and the noise words drawn from the
  * unigram^0.75 table fall on the first 1024 rows 44 % of the time (20 %
  * slice of the Wikipedia corpus). With two workers sharing every row, a
- * frequent row that stayed in one core's cache between two uses has
- * about even odds of having been written by the other core meanwhile, so
- * what is a cache hit for one worker becomes a transfer of its seven
- * cache lines from the other core for two; the rows of neighbouring
- * frequent words also share a line at each boundary (400-byte rows).
- * Measured before this change: two threads spent about 60 % more CPU time
- * per word than one, while two separate one-thread processes each ran at
- * full speed.
+ * row that stayed in one core's cache between two uses has about even
+ * odds of having been written by the other core meanwhile, so what is a
+ * cache hit for one worker becomes a transfer of the row's cache lines
+ * from the other core for two. Measured: two workers sharing all rows
+ * spent about 50 % more CPU time per word than one, while two separate
+ * one-thread processes each ran at full speed; private copies of only the
+ * first 1024 rows recovered a third of that, private copies of every row
+ * nearly all of it.
  *
- * So with several workers, rows [0, hot) of syn0 and syn1 are read and
- * updated in a worker's private copies. Every HOT_MERGE_PAIRS pairs the
- * worker adds what it changed since the last merge (copy - base) to the
- * shared rows and restarts its copies from the shared values, which then
- * carry the other workers' changes. No update is lost (plain Hogwild
- * loses some when two workers write a row at the same moment); another
- * worker's changes to a frequent row arrive up to HOT_MERGE_PAIRS pairs
- * late, a few milliseconds of training. With one worker nothing is copied
- * and the computation is exactly word2vec's.
+ * So with several workers, rows [0, hot) of syn0 and syn1 (HOT_BYTES per
+ * matrix) are read and updated in a worker's private copies (hot_row). At
+ * its first use a row is taken: the shared value goes into the copy and
+ * into a base. Every HOT_ROW_USES uses the worker writes the row back:
+ * it adds what it changed (copy - base) to the shared row and starts again
+ * from the sum, which carries the other workers' changes. So a frequent
+ * row crosses between cores once per HOT_ROW_USES uses instead of at
+ * nearly every use, and sees the others' changes at most HOT_ROW_USES of
+ * its own updates late. Rows used fewer times are written back at the
+ * merge every HOT_MERGE_PAIRS pairs and when the worker ends. No update is
+ * lost (plain Hogwild loses some when two workers write a row at the
+ * same moment). Measured on the Wikipedia corpus: writing rows back only
+ * at a merge every 4 M pairs ran as fast but cost 4.5 points of analogy
+ * accuracy (two workers pushing the same row apart for a second); written
+ * back every 64 uses the accuracy matches one worker's. Rows past `hot`
+ * are shared as in word2vec. With one worker nothing is copied and the
+ * computation is exactly word2vec's.
  */
 HOGWILD static void
-merge_rows(float *restrict shared, float *restrict copy,
-           float *restrict base, size_t n)
+merge_side(struct hot_side *h, uint32_t dim)
 {
-    for (size_t i = 0; i < n; i++) {
-        float v = shared[i] + (copy[i] - base[i]);
-        shared[i] = v;
-        copy[i] = v;
-        base[i] = v;
+    for (uint32_t k = 0; k < h->n; k++) {
+        size_t o = (size_t)h->list[k] * dim;
+        for (uint32_t i = 0; i < dim; i++)
+            h->shared[o + i] += h->copy[o + i] - h->base[o + i];
+        h->uses[h->list[k]] = 0;
     }
+    h->n = 0;
 }
 
 static void
 merge_hot(struct ctx *c)
 {
-    size_t n = (size_t)c->hot * c->dim;
-    merge_rows(c->syn0, c->hot0, c->base0, n);
-    merge_rows(c->syn1, c->hot1, c->base1, n);
+    merge_side(&c->h0, c->dim);
+    merge_side(&c->h1, c->dim);
     c->unmerged = 0;
 }
 
@@ -677,10 +766,16 @@ worker_main(void *arg)
         .nll_table = t->nll_table,
         .next_random = t->o.seed + w->id,
         .hot = w->hot,
-        .hot0 = w->hot_buf,
-        .hot1 = w->hot_buf + w->hot_part,
-        .base0 = w->hot_buf + 2 * w->hot_part,
-        .base1 = w->hot_buf + 3 * w->hot_part,
+        .h0 = {.shared = t->syn0,
+               .copy = w->hot_buf,
+               .base = w->hot_buf + 2 * w->hot_part,
+               .uses = w->hot_taken,
+               .list = w->hot_list},
+        .h1 = {.shared = t->syn1,
+               .copy = w->hot_buf + w->hot_part,
+               .base = w->hot_buf + 3 * w->hot_part,
+               .uses = w->hot_taken + w->hot,
+               .list = w->hot_list + w->hot},
     };
     /* room for one block's noise words, plus one pair of prefetch slack */
     size_t per_word = 2 * (size_t)c.window * (c.negative ? c.negative : 1);
@@ -701,11 +796,15 @@ worker_main(void *arg)
     const double sample = t->o.sample;
     const uint64_t planned = r->planned;
     uint64_t words = 0; /* not yet flushed */
-    for (uint32_t ep = 0; ep < r->epochs; ep++) {
-        size_t pos = w->begin;
-        while (pos < w->end) {
+    const uint64_t chunks = (uint64_t)r->chunks * r->epochs;
+    for (;;) {
+        uint64_t k = atomic_fetch_add(&r->next_chunk, 1);
+        if (k >= chunks)
+            break;
+        size_t pos = r->cut[k % r->chunks], end = r->cut[k % r->chunks + 1];
+        while (pos < end) {
             int n = 0;
-            while (pos < w->end && n < MAX_SENTENCE) {
+            while (pos < end && n < MAX_SENTENCE) {
                 uint32_t id = r->stream[pos++];
                 if (id == SENT_END)
                     break;
@@ -768,44 +867,66 @@ run_stream(struct semd_trainer *t, const uint32_t *stream, size_t n,
     t->run_start = now_s();
     pthread_mutex_unlock(&t->stats_lock);
 
+    /* Workers take the stream in chunks, one after another, so a worker
+     * slowed by something else on its core does not leave the others
+     * waiting for its share at the end. A chunk ends after a sentence when
+     * one ends within MAX_SENTENCE words (longer lines are cut anyway);
+     * one worker reads the stream in one piece, exactly as word2vec. */
+    size_t chunks = 1;
+    if (threads > 1) {
+        chunks = (size_t)threads * CHUNKS_PER_THREAD;
+        if (n / chunks < CHUNK_MIN)
+            chunks = n / CHUNK_MIN ? n / CHUNK_MIN : 1;
+    }
+    size_t *cut = malloc((chunks + 1) * sizeof *cut);
     struct worker *ws = calloc(threads, sizeof *ws);
     pthread_t *th = calloc(threads, sizeof *th);
-    if (!ws || !th) {
+    if (!ws || !th || !cut) {
+        free(cut);
         free(ws);
         free(th);
         return semd_err_set(err, SEMD_ENOMEM, "out of memory");
     }
-    size_t prev_end = 0;
-    for (uint32_t i = 0; i < threads; i++) {
-        size_t b = prev_end;
-        size_t e = i + 1 == threads ? n : n / threads * (i + 1);
-        if (e < b)
-            e = b;
-        /* end a slice after a sentence so no sentence is split */
-        while (e < n && e > 0 && stream[e - 1] != SENT_END)
-            e++;
-        ws[i] = (struct worker){.run = &r, .id = i, .begin = b, .end = e};
-        prev_end = e;
+    cut[0] = 0;
+    for (size_t i = 1; i < chunks; i++) {
+        size_t e = n / chunks * i, lim = e + MAX_SENTENCE;
+        if (e < cut[i - 1])
+            e = cut[i - 1];
+        size_t s = e;
+        while (s < n && s < lim && stream[s - 1] != SENT_END)
+            s++;
+        cut[i] = s < n && s < lim ? s : e;
     }
-    /* the workers' copies of the most frequent rows (see merge_rows),
-     * filled before the workers start; a worker without one, for want of
-     * memory, updates the shared rows as plain Hogwild does */
+    cut[chunks] = n;
+    r.cut = cut;
+    r.chunks = chunks;
+    atomic_init(&r.next_chunk, 0);
+
+    /* the workers' copies of the most frequent rows (see merge_rows); a
+     * worker without them, for want of memory, updates the shared rows as
+     * plain Hogwild does */
     uint32_t hot = (uint32_t)(HOT_BYTES / (t->dim * sizeof(float)));
     if (hot > r.rows)
         hot = r.rows;
     size_t part = ((size_t)hot * t->dim + 15) & ~(size_t)15;
-    for (uint32_t i = 0; threads > 1 && hot && i < threads; i++) {
-        float *buf = aligned_alloc(64, 4 * part * sizeof(float));
-        if (!buf)
+    for (uint32_t i = 0; i < threads; i++) {
+        ws[i] = (struct worker){.run = &r, .id = i};
+        if (threads == 1 || hot == 0)
             continue;
-        size_t bytes = (size_t)hot * t->dim * sizeof(float);
-        memcpy(buf, t->syn0, bytes);
-        memcpy(buf + part, t->syn1, bytes);
-        memcpy(buf + 2 * part, t->syn0, bytes);
-        memcpy(buf + 3 * part, t->syn1, bytes);
+        float *buf = huge_alloc(4 * part * sizeof(float));
+        uint32_t *list = malloc(2 * (size_t)hot * sizeof *list);
+        uint8_t *taken = calloc(2 * (size_t)hot, 1);
+        if (!buf || !list || !taken) {
+            free(buf);
+            free(list);
+            free(taken);
+            continue;
+        }
         ws[i].hot = hot;
         ws[i].hot_part = part;
         ws[i].hot_buf = buf;
+        ws[i].hot_list = list;
+        ws[i].hot_taken = taken;
     }
     uint32_t started = 0;
     int rc = 0;
@@ -819,8 +940,12 @@ run_stream(struct semd_trainer *t, const uint32_t *stream, size_t n,
         pthread_join(th[i], NULL);
     if (rc == 0 && atomic_load(&r.failed))
         rc = semd_err_set(err, SEMD_ENOMEM, "out of memory in a worker");
-    for (uint32_t i = 0; i < threads; i++)
+    for (uint32_t i = 0; i < threads; i++) {
         free(ws[i].hot_buf);
+        free(ws[i].hot_list);
+        free(ws[i].hot_taken);
+    }
+    free(cut);
     free(ws);
     free(th);
     return rc;
@@ -838,7 +963,7 @@ ensure_rows(struct semd_trainer *t, uint64_t rows)
         cap *= 2;
     size_t bytes = (size_t)(cap * t->dim * sizeof(float));
     bytes = (bytes + 63) & ~(size_t)63;
-    float *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes);
+    float *a = huge_alloc(bytes), *b = huge_alloc(bytes);
     float *k = realloc(t->keep, cap * sizeof *k);
     if (!a || !b || !k) {
         free(a);
@@ -904,9 +1029,11 @@ build_table(struct semd_trainer *t)
     if (size < TABLE_MIN)
         size = TABLE_MIN;
     if (size != t->table_size) {
-        uint32_t *tb = realloc(t->table, size * sizeof *tb);
+        /* filled below, so nothing to carry over */
+        uint32_t *tb = huge_alloc(size * sizeof *tb);
         if (!tb)
             return -1;
+        free(t->table);
         t->table = tb;
         t->table_size = size;
     }
