@@ -9,8 +9,9 @@
  * the background index) makes older entries unreachable, and they age
  * out of the LRU list. --cache-size 0 turns it off.
  *
- * Invariants: at most cap entries; every entry is in the hash chain of
- * its key and in the LRU list, newest first.
+ * Invariants: at most cap entries, together at most cap_bytes (entry_bytes
+ * each); every entry is in the hash chain of its key and in the LRU list,
+ * newest first.
  * Threads: any request or batcher thread may get or put; one mutex,
  * held for a hash lookup and a few pointer moves, never while a result
  * is built or serialised (the copy made under it is a memcpy).
@@ -34,6 +35,7 @@ struct cache {
     struct entry **tab;
     size_t nb;           /* buckets, a power of two */
     size_t n, cap;
+    size_t bytes, cap_bytes;
     struct entry *head, *tail;
     atomic_ullong hits, misses;
 };
@@ -47,15 +49,25 @@ fnv(uint64_t version, const char *s, size_t n)
     return h;
 }
 
+/* what an entry holds in memory, malloc's own overhead estimated */
+static size_t
+entry_bytes(size_t klen, size_t vlen)
+{
+    return sizeof(struct entry) + klen + vlen + 1 + 3 * 16;
+}
+
 int
-cache_new(struct cache **out, size_t cap, struct semd_err *err)
+cache_new(struct cache **out, size_t cap, size_t cap_bytes,
+          struct semd_err *err)
 {
     *out = NULL;
     if (cap == 0)
         return 0;
     struct cache *c = calloc(1, sizeof *c);
-    size_t nb = 16;
-    while (nb < cap)
+    /* a bucket per entry that can fit, the smallest answer being a few
+     * hundred bytes */
+    size_t fit = cap_bytes / 256 < cap ? cap_bytes / 256 : cap, nb = 16;
+    while (nb < fit)
         nb *= 2;
     if (c)
         c->tab = calloc(nb, sizeof *c->tab);
@@ -67,6 +79,7 @@ cache_new(struct cache **out, size_t cap, struct semd_err *err)
     pthread_mutex_init(&c->mu, NULL);
     c->nb = nb;
     c->cap = cap;
+    c->cap_bytes = cap_bytes;
     *out = c;
     return 0;
 }
@@ -143,6 +156,7 @@ drop(struct cache *c, struct entry *e)
         *p = e->hnext;
     unlink_lru(c, e);
     c->n--;
+    c->bytes -= entry_bytes(e->klen, e->vlen);
     free(e->key);
     free(e->val);
     free(e);
@@ -152,8 +166,8 @@ void
 cache_put(struct cache *c, uint64_t version, const char *key, size_t klen,
           const char *val, size_t vlen)
 {
-    if (!c)
-        return;
+    if (!c || entry_bytes(klen, vlen) > c->cap_bytes / 4)
+        return; /* one answer may not push out a quarter of the cache */
     struct entry *e = calloc(1, sizeof *e);
     if (!e)
         return;
@@ -185,25 +199,26 @@ cache_put(struct cache *c, uint64_t version, const char *key, size_t klen,
     *p = e;
     push_head(c, e);
     c->n++;
-    while (c->n > c->cap)
+    c->bytes += entry_bytes(klen, vlen);
+    while (c->n > c->cap || c->bytes > c->cap_bytes)
         drop(c, c->tail);
     pthread_mutex_unlock(&c->mu);
 }
 
 void
-cache_stats(struct cache *c, unsigned long long *hits,
-            unsigned long long *misses, size_t *entries, size_t *cap)
+cache_stats(struct cache *c, struct cache_stats *st)
 {
-    *hits = *misses = 0;
-    *entries = *cap = 0;
+    memset(st, 0, sizeof *st);
     if (!c)
         return;
-    *hits = atomic_load(&c->hits);
-    *misses = atomic_load(&c->misses);
+    st->hits = atomic_load(&c->hits);
+    st->misses = atomic_load(&c->misses);
     pthread_mutex_lock(&c->mu);
-    *entries = c->n;
+    st->entries = c->n;
+    st->bytes = c->bytes;
     pthread_mutex_unlock(&c->mu);
-    *cap = c->cap;
+    st->cap = c->cap;
+    st->cap_bytes = c->cap_bytes;
 }
 
 void

@@ -278,7 +278,7 @@ cmd_serve(int argc, char **argv)
      * read srv.follow and srv.online. */
     if (semd_holder_new(&srv.holder, &err) != 0 ||
         batcher_start(&srv.batcher, cfg.threads, cfg.max_batch, &err) != 0 ||
-        cache_new(&srv.cache, cfg.cache_size, &err) != 0 ||
+        cache_new(&srv.cache, cfg.cache_size, cfg.cache_bytes, &err) != 0 ||
         (cfg.follow && follow_start(&srv.follow, &srv, &err) != 0) ||
         (srv.online &&
          online_start(srv.online, srv.holder, &srv.index_state, &err) != 0) ||

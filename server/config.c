@@ -67,9 +67,11 @@ static const struct opt opts[] = {
      0},
     {"tls-key", OPT_STR, "", "FILE",
      "PEM private key of --tls-cert; refused if others can read it", 0, 0},
-    {"cache-size", OPT_SIZE, "10000", "N",
-     "results of GET /v1/neighbors kept per snapshot (LRU); 0: no cache",
-     0, 1ll << 32},
+    {"cache-size", OPT_SIZE, "100000", "N",
+     "results of GET /v1/neighbors kept (LRU); 0: no cache", 0, 1ll << 32},
+    {"cache-bytes", OPT_SIZE, "64M", "BYTES",
+     "memory the result cache may hold, requests and answers (LRU)", 4096,
+     1ll << 40},
     {"token-file", OPT_STR, "", "PATH",
      "file holding the bearer token for writes; none: writes refused", 0, 0},
     {"read-token-file", OPT_STR, "", "PATH",
@@ -271,6 +273,8 @@ set(struct config *c, const struct opt *o, const char *val, const char *from)
         c->max_expr = (size_t)v;
     else if (!strcmp(o->name, "cache-size"))
         c->cache_size = (size_t)v;
+    else if (!strcmp(o->name, "cache-bytes"))
+        c->cache_bytes = (size_t)v;
     else if (!strcmp(o->name, "publish-words"))
         c->publish_words = (uint64_t)v;
     else if (!strcmp(o->name, "min-count"))

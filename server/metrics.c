@@ -247,9 +247,8 @@ metrics_render(struct server *srv, size_t *len)
         put(&b, "%s", train);
         free(train);
     }
-    unsigned long long ch, cm;
-    size_t ce, cc;
-    cache_stats(srv->cache, &ch, &cm, &ce, &cc);
+    struct cache_stats cs;
+    cache_stats(srv->cache, &cs);
     put(&b, "# HELP semd_cache_hits_total Read queries answered from the "
             "result cache.\n# TYPE semd_cache_hits_total counter\n"
             "semd_cache_hits_total %llu\n"
@@ -260,8 +259,14 @@ metrics_render(struct server *srv, size_t *len)
             "them; 0: off).\n# TYPE semd_cache_entries gauge\n"
             "semd_cache_entries %zu\n"
             "# HELP semd_cache_capacity The --cache-size.\n"
-            "# TYPE semd_cache_capacity gauge\nsemd_cache_capacity %zu\n",
-        ch, cm, ce, cc);
+            "# TYPE semd_cache_capacity gauge\nsemd_cache_capacity %zu\n"
+            "# HELP semd_cache_bytes Memory the results held take "
+            "(--cache-bytes bounds it).\n# TYPE semd_cache_bytes gauge\n"
+            "semd_cache_bytes %zu\n"
+            "# HELP semd_cache_capacity_bytes The --cache-bytes.\n"
+            "# TYPE semd_cache_capacity_bytes gauge\n"
+            "semd_cache_capacity_bytes %zu\n",
+        cs.hits, cs.misses, cs.entries, cs.cap, cs.bytes, cs.cap_bytes);
     if (b.failed) {
         free(b.p);
         return NULL;

@@ -38,6 +38,7 @@ struct config {
     char *tls_cert;       /* PEM files; both or neither */
     char *tls_key;
     size_t cache_size;    /* entries of the result cache; 0: off */
+    size_t cache_bytes;   /* bytes of keys and answers it may hold */
     char *token_file;
     char *read_token_file;
     char *write_token;    /* loaded from the files; never logged */
@@ -192,16 +193,22 @@ char *metrics_render(struct server *srv, size_t *len);
 /* -------------------------------------------------------------- cache.c */
 
 struct cache;
-/* A cache of cap entries; *out NULL (no cache) when cap is 0. */
-int cache_new(struct cache **out, size_t cap, struct semd_err *err);
+/* A cache of at most cap entries holding at most cap_bytes (keys, answers
+ * and bookkeeping); *out NULL (no cache) when cap is 0. */
+int cache_new(struct cache **out, size_t cap, size_t cap_bytes,
+              struct semd_err *err);
 /* A malloc'd copy of the value for (version, key), or NULL (a miss). */
 char *cache_get(struct cache *c, uint64_t version, const char *key,
                 size_t klen, size_t *len);
 /* Stores a copy; the least recently used entry goes when full. */
 void cache_put(struct cache *c, uint64_t version, const char *key,
                size_t klen, const char *val, size_t vlen);
-void cache_stats(struct cache *c, unsigned long long *hits,
-                 unsigned long long *misses, size_t *entries, size_t *cap);
+struct cache_stats {
+    unsigned long long hits, misses;
+    size_t entries, cap, bytes, cap_bytes;
+};
+/* all zero for no cache */
+void cache_stats(struct cache *c, struct cache_stats *st);
 void cache_free(struct cache *c);
 
 /* ------------------------------------------------------------ batcher.c */

@@ -619,7 +619,7 @@ metric(int port, const char *name)
 }
 
 /* The result cache: a repeated read (however spelled) is a hit with the
- * same result; --cache-size 0 turns it off. */
+ * same result; --cache-size 0 turns it off; --cache-bytes bounds it. */
 static void
 test_result_cache(void **state)
 {
@@ -659,6 +659,35 @@ test_result_cache(void **state)
     assert_int_equal(metric(d.port, "semd_cache_hits_total"), 0);
     assert_int_equal(metric(d.port, "semd_cache_capacity"), 0);
     assert_int_equal(t_daemon_stop(&d, SIGTERM), 0);
+
+    /* --cache-bytes bounds the memory: a few answers fit, the oldest go */
+    struct t_daemon s = {0};
+    const char *small[] = {t_fixture(), "--threads", "1", "--cache-bytes",
+                           "4096", NULL};
+    assert_int_equal(t_daemon_start(&s, "smallcache.log", small), 0);
+    assert_int_equal(metric(s.port, "semd_cache_capacity_bytes"), 4096);
+    const char *words[] = {"paris", "london", "king", "queen", "france",
+                           "man", "woman", "city", "river", "music"};
+    char path[96];
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof path, "/v1/neighbors?word=%s", words[i]);
+        assert_int_equal(t_get(s.port, path, &a), 0);
+        assert_int_equal(a.status, 200);
+        t_resp_free(&a);
+        unsigned long long held = metric(s.port, "semd_cache_bytes");
+        assert_true(held > 0 && held <= 4096);
+    }
+    unsigned long long n = metric(s.port, "semd_cache_entries");
+    assert_true(n >= 2 && n < 10);
+    unsigned long long h = metric(s.port, "semd_cache_hits_total");
+    assert_int_equal(t_get(s.port, "/v1/neighbors?word=music", &a), 0);
+    t_resp_free(&a);
+    assert_int_equal(metric(s.port, "semd_cache_hits_total"), h + 1);
+    assert_int_equal(t_get(s.port, "/v1/neighbors?word=paris", &a), 0);
+    assert_int_equal(a.status, 200);
+    t_resp_free(&a);
+    assert_int_equal(metric(s.port, "semd_cache_hits_total"), h + 1);
+    assert_int_equal(t_daemon_stop(&s, SIGTERM), 0);
 }
 
 static void
