@@ -245,10 +245,10 @@ test_hogwild_and_portable(void **state)
          * since they write a row back every 250 uses, at least 0.976
          * within, 0.295 to 0.351 across. Before the workers kept private
          * copies of the frequent rows (here all 40), 3,000 two-worker runs
-         * gave 0.331 to 0.561 across
-         * (99th percentile 0.409): on 40 words both workers write the
-         * same rows all the time and lose some updates; serialising each
-         * pair brought that back to 0.333..0.337. */
+         * gave 0.331 to 0.561 across (99th percentile 0.409): on 40 words
+         * both workers write the same rows all the time and lose some
+         * updates; serialising each pair brought that back to
+         * 0.333..0.337. */
         if (!(intra - inter > 0.5))
             fail_msg("variant %d: intra %.3f inter %.3f", variant, intra,
                      inter);
