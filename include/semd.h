@@ -85,7 +85,7 @@ struct semd_model_info {
     uint32_t version;     /* format version of the file */
     uint64_t created;     /* seconds since the epoch */
     uint64_t file_size;   /* bytes */
-    uint32_t checksum;    /* CRC-32C over the section checksums: names the content */
+    uint32_t checksum;    /* CRC-32C of section checksums; names the content */
     char source_format[32]; /* "glove-text", "word2vec-binary", ... */
     char source[160];     /* base name of the converted input */
 };

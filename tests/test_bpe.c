@@ -272,7 +272,7 @@ test_roundtrip_random(void **state)
         int mode = iter % 3;
         size_t want = (size_t)((t_rand(&seed) + 1) * 300);
         while (len + 4 < want) {
-            uint32_t r = (uint32_t)((t_rand(&seed) + 1) * 0x7FFFFFFF);
+            uint32_t r = (uint32_t)((t_rand(&seed) + 1) * 2147483648.0f);
             if (mode == 0) {
                 /* any bytes at all */
                 buf[len++] = (char)(r & 0xFF);
