@@ -136,7 +136,7 @@ struct worker {
     size_t hot_part; /* floats from one copy to the next in hot_buf */
     float *hot_buf;  /* copy of syn0, copy of syn1, then their bases */
     uint32_t *hot_list; /* 2 x hot: rows taken into each copy */
-    uint8_t *hot_taken; /* 2 x hot: a row's copy is current */
+    uint8_t *hot_uses;  /* 2 x hot: struct hot_side's uses */
 };
 
 /*
@@ -709,9 +709,7 @@ HOGWILD static void
 merge_side(struct hot_side *h, uint32_t dim)
 {
     for (uint32_t k = 0; k < h->n; k++) {
-        size_t o = (size_t)h->list[k] * dim;
-        for (uint32_t i = 0; i < dim; i++)
-            h->shared[o + i] += h->copy[o + i] - h->base[o + i];
+        write_back(h, (size_t)h->list[k] * dim, dim);
         h->uses[h->list[k]] = 0;
     }
     h->n = 0;
@@ -771,12 +769,12 @@ worker_main(void *arg)
         .h0 = {.shared = t->syn0,
                .copy = w->hot_buf,
                .base = w->hot_buf + 2 * w->hot_part,
-               .uses = w->hot_taken,
+               .uses = w->hot_uses,
                .list = w->hot_list},
         .h1 = {.shared = t->syn1,
                .copy = w->hot_buf + w->hot_part,
                .base = w->hot_buf + 3 * w->hot_part,
-               .uses = w->hot_taken + w->hot,
+               .uses = w->hot_uses + w->hot,
                .list = w->hot_list + w->hot},
     };
     /* room for one block's noise words, plus one pair of prefetch slack */
@@ -917,18 +915,18 @@ run_stream(struct semd_trainer *t, const uint32_t *stream, size_t n,
             continue;
         float *buf = huge_alloc(4 * part * sizeof(float));
         uint32_t *list = malloc(2 * (size_t)hot * sizeof *list);
-        uint8_t *taken = calloc(2 * (size_t)hot, 1);
-        if (!buf || !list || !taken) {
+        uint8_t *uses = calloc(2 * (size_t)hot, 1);
+        if (!buf || !list || !uses) {
             free(buf);
             free(list);
-            free(taken);
+            free(uses);
             continue;
         }
         ws[i].hot = hot;
         ws[i].hot_part = part;
         ws[i].hot_buf = buf;
         ws[i].hot_list = list;
-        ws[i].hot_taken = taken;
+        ws[i].hot_uses = uses;
     }
     uint32_t started = 0;
     int rc = 0;
@@ -945,7 +943,7 @@ run_stream(struct semd_trainer *t, const uint32_t *stream, size_t n,
     for (uint32_t i = 0; i < threads; i++) {
         free(ws[i].hot_buf);
         free(ws[i].hot_list);
-        free(ws[i].hot_taken);
+        free(ws[i].hot_uses);
     }
     free(cut);
     free(ws);

@@ -12,6 +12,8 @@
  */
 #include "serve.h"
 
+#include "model.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +26,7 @@
 static int
 utf8_valid(const char *s, size_t n)
 {
-    return utf8_invalid_at(s, n) == n;
+    return model_utf8_valid_prefix(s, n) == n;
 }
 
 /* Checks a word from a query string or a path (JSON strings are checked

@@ -20,6 +20,8 @@
  */
 #include "serve.h"
 
+#include "model.h"
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -86,7 +88,7 @@ api_tokenize(struct api_req *rq, struct api_reply *rp)
     } else {
         text = rq->body ? rq->body : "";
         len = rq->body ? rq->body_len : 0;
-        size_t bad = utf8_invalid_at(text, len);
+        size_t bad = model_utf8_valid_prefix(text, len);
         if (bad < len) {
             reply_error(rp, ERR_BAD_REQUEST, NULL,
                         "the text is not valid UTF-8: byte 0x%02x at offset "

@@ -61,45 +61,6 @@ reply_ok(struct api_reply *rp, int status, json_t *result)
     rp->result = result ? result : json_null();
 }
 
-/* Offset of the first byte of s[0..n) that is not part of valid UTF-8, or
- * of a NUL byte (a JSON body cannot carry one either); n when none. */
-size_t
-utf8_invalid_at(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len;
-        unsigned min;
-        if (c == 0)
-            return i;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, min = 0x80, c &= 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, min = 0x800, c &= 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, min = 0x10000, c &= 0x07;
-        } else {
-            return i;
-        }
-        if (i + len > n)
-            return i;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return i;
-            c = (c << 6) | (p[i + k] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-            return i;
-        i += len;
-    }
-    return n;
-}
-
 /* Messages quote what the client sent, which need not be UTF-8 (or was cut
  * in the middle of a character); JSON must be UTF-8, so every byte that
  * does not begin a valid sequence becomes '?'. */

@@ -168,9 +168,6 @@ void reply_error(struct api_reply *rp, enum api_error e, json_t *words,
 void reply_semd(struct api_reply *rp, int code, const struct semd_err *err,
                 json_t *words);
 int reply_status(enum api_error e);
-/* Offset of the first byte of s[0..n) that is not part of valid UTF-8, or
- * of a NUL byte (a JSON string cannot carry one either); n when none. */
-size_t utf8_invalid_at(const char *s, size_t n);
 const char *reply_code(enum api_error e);
 /* Serialises the reply (envelope or error) into a malloc'd body. version 0
  * is written as null. Returns NULL when out of memory. */
