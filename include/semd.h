@@ -863,10 +863,10 @@ void semd_tokens_report_release(struct semd_tokens_report *r);
 
 /*
  * The trainer: skip-gram with negative sampling as word2vec.c does it
- * (unigram^0.75 noise table, sub-sampling of frequent words, a reduced
- * window drawn per centre word, learning rate decaying linearly from alpha
- * to alpha * 1e-4, a sigmoid table of 1000 entries over [-6, 6], Hogwild
- * over threads, word2vec's per-thread random generator). The same trainer
+ * (noise words drawn from unigram^0.75, sub-sampling of frequent words, a
+ * reduced window drawn per centre word, learning rate decaying linearly
+ * from alpha to alpha * 1e-4, a sigmoid table of 1000 entries over [-6, 6],
+ * Hogwild over threads, word2vec's per-thread random generator). The same trainer
  * serves `semd train` (a corpus file, several epochs) and the daemon's
  * trainer thread (text fed as it arrives).
  *
