@@ -45,6 +45,7 @@ CORE_SRC := \
 	core/unicode_tables.c \
 	core/journal.c \
 	core/vocab.c \
+	core/noise.c \
 	core/train.c \
 	core/linalg.c \
 	core/index.c \

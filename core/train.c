@@ -13,7 +13,7 @@
  * next = next * 25214903917 + 11 per thread; Hogwild (workers update the
  * shared matrices without locks). Differences: a line is a sentence and
  * sentences are cut at 10,000 words, as gensim's LineSentence does; noise
- * words come from an alias table (struct noise_col) instead of word2vec's
+ * words come from an alias table (noise.h) instead of word2vec's
  * table of 10^8 entries: the same distribution, without word2vec's
  * rounding to 10^-8, and a draw that stays in cache (one thread trained
  * the Wikipedia corpus 23-30 % faster, at the same analogy accuracy within
@@ -53,6 +53,7 @@
 #include "crc32c.h"
 #include "fileio.h"
 #include "model.h"
+#include "noise.h"
 #include "vocab.h"
 
 #include <errno.h>
@@ -83,18 +84,6 @@
 #define HOT_ROW_USES 250 /* uses of a frequent row between its write-backs */
 #define CHUNKS_PER_THREAD 256 /* pieces of the stream per worker and epoch */
 #define CHUNK_MIN 16384       /* words */
-
-/*
- * The noise distribution (counts^0.75) as Walker's alias table: a column
- * per row, drawn uniformly; the column's row is kept when a fraction drawn
- * with it is below `keep`, else its alias is taken. One entry of 8 bytes
- * per row: 800 KB for 100,000 rows, which stays in cache, where word2vec's
- * table of 10^8 entries (or 64 per row) is a cache miss at every draw.
- */
-struct noise_col {
-    uint32_t keep; /* 2^32 x the probability of keeping the column's row */
-    uint32_t alias;
-};
 
 struct semd_trainer {
     struct semd_train_opts o;
@@ -452,9 +441,9 @@ add_avx2(float *dst, const float *src, uint32_t n)
 }
 
 /* Exact a % d without a division instruction (Lemire, Kaser and Kurz,
- * "Faster remainder by direct computation", 2019): the inner loop takes
- * one remainder per noise word, and a 64-bit divide costs more than the
- * rest of the draw. */
+ * "Faster remainder by direct computation", 2019): a reduced window is
+ * drawn per centre word, and a 64-bit divide costs more than the rest of
+ * the draw. */
 struct fastmod {
     unsigned __int128 m;
     uint64_t d;
@@ -523,10 +512,10 @@ nll(const struct ctx *c, float x)
 
 /*
  * Draws, for centre words [p0, p1) of a sentence, the reduced windows and
- * the noise words in exactly word2vec's order, ahead of the updates (which
- * do not feed back into the generator). The table loads are independent
- * of each other here, so their cache misses overlap instead of stalling
- * each update in turn.
+ * the noise words, taking the generator's values in word2vec's order,
+ * ahead of the updates (which do not feed back into the generator). The
+ * alias table's loads are independent of each other here, so what cache
+ * misses they have overlap instead of stalling each update in turn.
  */
 static void
 draw_block(struct ctx *c, int n, int p0, int p1)
@@ -544,14 +533,8 @@ draw_block(struct ctx *c, int n, int p0, int p1)
                 continue;
             for (uint32_t d = 0; d < c->negative; d++) {
                 next_random = next_random * 25214903917ull + 11;
-                /* the high 48 bits times the rows: a column above bit
-                 * 48, the fraction to compare with its keep below */
-                unsigned __int128 x =
-                    (unsigned __int128)(next_random >> 16) * c->noise_rows;
-                uint32_t col = (uint32_t)(x >> 48);
-                uint32_t frac = (uint32_t)((uint64_t)x >> 16);
-                const struct noise_col *e = &c->noise[col];
-                c->targets[k++] = frac < e->keep ? col : e->alias;
+                c->targets[k++] =
+                    noise_draw(c->noise, c->noise_rows, next_random);
             }
         }
     }
@@ -1046,57 +1029,20 @@ set_keep(struct semd_trainer *t, uint32_t row)
 }
 
 /* The sub-sampling thresholds and the noise distribution over the current
- * rows (see struct noise_col; Vose's construction, O(rows)). */
+ * rows. */
 static int
 build_table(struct semd_trainer *t)
 {
     uint32_t rows = t->voc.n;
     for (uint32_t i = 0; i < rows; i++)
         set_keep(t, i);
-    if (rows == 0) {
-        t->table_rows = 0;
-        t->table_total = t->total;
-        return 0;
+    if (rows > 0) {
+        struct noise_col *nc;
+        if (noise_build(t->voc.counts, rows, 0.75, &nc) != 0)
+            return -1;
+        free(t->noise);
+        t->noise = nc;
     }
-    struct noise_col *nc = malloc((size_t)rows * sizeof *nc);
-    double *p = malloc((size_t)rows * sizeof *p);
-    uint32_t *stack = malloc((size_t)rows * sizeof *stack);
-    if (!nc || !p || !stack) {
-        free(nc);
-        free(p);
-        free(stack);
-        return -1;
-    }
-    double pow_sum = 0;
-    for (uint32_t i = 0; i < rows; i++)
-        pow_sum += p[i] = pow((double)t->voc.counts[i], 0.75);
-    /* columns below probability 1 (of rows x p) fill the stack from the
-     * bottom, the others from the top; each short column takes the rest
-     * of its room from a tall one */
-    uint32_t small = 0, large = rows;
-    for (uint32_t i = 0; i < rows; i++) {
-        p[i] = pow_sum > 0 ? p[i] / pow_sum * rows : 1.0;
-        nc[i] = (struct noise_col){UINT32_MAX, i};
-        if (p[i] < 1.0)
-            stack[small++] = i;
-        else
-            stack[--large] = i;
-    }
-    while (small > 0 && large < rows) {
-        uint32_t s = stack[--small], l = stack[large];
-        nc[s].keep = (uint32_t)(p[s] * 4294967296.0);
-        nc[s].alias = l;
-        p[l] -= 1.0 - p[s];
-        if (p[l] < 1.0) {
-            large++;
-            stack[small++] = l;
-        }
-    }
-    /* what remains is 1 up to rounding, and keeps its own row */
-    free(p);
-    free(stack);
-    free(t->noise);
-    t->noise = nc;
     t->table_rows = rows;
     t->table_total = t->total;
     return 0;

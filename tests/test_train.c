@@ -1,10 +1,13 @@
 /*
- * test_train.c - the skip-gram trainer: splitting text into words, planted
+ * test_train.c - the skip-gram trainer: splitting text into words, the
+ * noise distribution's alias table against counts^0.75, planted
  * topic clusters recovered, loss falling, determinism, new words joining,
  * training from a pre-trained model, the written model verifying, and the
  * `semd train` command.
  */
 #include "test.h"
+
+#include "noise.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +16,63 @@
 
 #define CLUSTERS 4
 #define PER_CLUSTER 10
+
+/* ---------------------------------------------------------------- noise */
+
+/* Draws n times with word2vec's generator and checks every row's share
+ * against counts^power, to 5 standard deviations (and 1 draw). */
+static void
+check_noise(const uint64_t *counts, uint32_t rows, double power, uint64_t n)
+{
+    struct noise_col *t = NULL;
+    assert_int_equal(noise_build(counts, rows, power, &t), 0);
+    uint64_t *seen = calloc(rows, sizeof *seen);
+    assert_non_null(seen);
+    uint64_t r = 1;
+    for (uint64_t i = 0; i < n; i++) {
+        r = r * 25214903917ull + 11;
+        uint32_t row = noise_draw(t, rows, r);
+        assert_true(row < rows);
+        seen[row]++;
+    }
+    double sum = 0;
+    for (uint32_t i = 0; i < rows; i++)
+        sum += pow((double)counts[i], power);
+    for (uint32_t i = 0; i < rows; i++) {
+        double p = sum > 0 ? pow((double)counts[i], power) / sum
+                           : 1.0 / rows;
+        double want = p * (double)n, sd = sqrt(want * (1 - p));
+        if (fabs((double)seen[i] - want) > 5 * sd + 1)
+            fail_msg("row %u of %u: %llu draws, want %.1f (sd %.1f)", i,
+                     rows, (unsigned long long)seen[i], want, sd);
+        if (p == 0)
+            assert_int_equal(seen[i], 0);
+    }
+    free(seen);
+    free(t);
+}
+
+static void
+test_noise(void **state)
+{
+    (void)state;
+    /* skewed, with a word never drawn (count 0) and ties */
+    const uint64_t a[] = {50000, 1000, 1000, 100, 10, 3, 1, 0, 7, 20000};
+    check_noise(a, 10, 0.75, 4000000);
+    check_noise(a, 10, 1.0, 4000000);
+    const uint64_t one[] = {5};
+    check_noise(one, 1, 0.75, 1000);
+    const uint64_t zeros[] = {0, 0, 0, 0, 0};
+    check_noise(zeros, 5, 0.75, 1000000); /* uniform */
+    /* Zipf over 20,000 rows, as a vocabulary sorted by count */
+    uint32_t rows = 20000;
+    uint64_t *z = malloc(rows * sizeof *z);
+    assert_non_null(z);
+    for (uint32_t i = 0; i < rows; i++)
+        z[i] = 10000000 / (i + 1);
+    check_noise(z, rows, 0.75, 8000000);
+    free(z);
+}
 
 /* ------------------------------------------------------------ splitting */
 
@@ -608,6 +668,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_noise),
         cmocka_unit_test(test_clusters_and_loss),
         cmocka_unit_test(test_hogwild_and_portable),
         cmocka_unit_test(test_deterministic),
