@@ -13,11 +13,11 @@
  * next = next * 25214903917 + 11 per thread; Hogwild (workers update the
  * shared matrices without locks). Differences: a line is a sentence and
  * sentences are cut at 10,000 words, as gensim's LineSentence does; noise
- * words come from an alias table (noise.h) instead of word2vec's
- * table of 10^8 entries: the same distribution, without word2vec's
- * rounding to 10^-8, and a draw that stays in cache (one thread trained
- * the Wikipedia corpus 23-30 % faster, at the same analogy accuracy within
- * half a point).
+ * words come from an alias table (noise.h) instead of word2vec's table
+ * of 10^8 entries: the same distribution, without word2vec's rounding to
+ * 10^-8, and a draw that stays in cache (one thread trained the Wikipedia
+ * corpus at 26-29 % more words per second in back-to-back runs, with
+ * analogy accuracy within half a point).
  *
  * The inner loop is the dot product and the two updates of a 100-float
  * row. At -O2 a plain loop is one serial chain of adds; the AVX2/FMA path
