@@ -140,10 +140,10 @@ struct worker {
 };
 
 /*
- * The matrices and the workers' copies are read at random
- * rows; asking for 2 MB pages spares most of the TLB misses and, when the
- * copies are first touched, most of the page faults (each a trip to the
- * hypervisor on a virtual machine). Freed with free().
+ * The matrices and the workers' copies are read at random rows; asking
+ * for 2 MB pages spares most of the TLB misses and, when the copies are
+ * first touched, most of the page faults (each a trip to the hypervisor on
+ * a virtual machine). Freed with free().
  */
 #define HUGE_PAGE ((size_t)2 << 20)
 static void *
@@ -641,7 +641,7 @@ prefetch_out(const struct ctx *c, uint32_t row)
                     if (a == window || cpos < 0 || cpos >= n)                 \
                         continue;                                             \
                     for (uint32_t j = 0; j < neg; j++)                        \
-                        prefetch_out(c, tg[neg + j]);         \
+                        prefetch_out(c, tg[neg + j]);                 \
                     float *in = in_row(c, sen[cpos]);                         \
                     memset(c->neu1e, 0, dim * sizeof(float));                 \
                     for (uint32_t j = 0; j <= neg; j++) {                     \
@@ -688,8 +688,8 @@ SG_SENTENCE(sentence_avx2, HOGWILD __attribute__((target("avx2,fma"))),
  * most frequent first; with sub-sampling the kept words spread over the
  * first thousands of rows, and the noise words drawn from the
  * unigram^0.75 distribution fall on the first 1024 rows 44 % of the time
- * (20 % slice of the Wikipedia corpus). With two workers sharing every row, a
- * row that stayed in one core's cache between two uses has about even
+ * (20 % slice of the Wikipedia corpus). With two workers sharing every
+ * row, a row that stayed in one core's cache between two uses has about even
  * odds of having been written by the other core meanwhile, so what is a
  * cache hit for one worker becomes a transfer of the row's cache lines
  * from the other core for two. Measured: two workers sharing all rows
@@ -918,9 +918,9 @@ run_stream(struct semd_trainer *t, const uint32_t *stream, size_t n,
     r.chunks = chunks;
     atomic_init(&r.next_chunk, 0);
 
-    /* the workers' copies of the most frequent rows (see merge_rows); a
-     * worker without them, for want of memory, updates the shared rows as
-     * plain Hogwild does */
+    /* the workers' copies of the most frequent rows (see hot_row and
+     * merge_hot); a worker without them, for want of memory, updates the
+     * shared rows as plain Hogwild does */
     uint32_t hot = (uint32_t)(HOT_BYTES / (t->dim * sizeof(float)));
     if (hot > r.rows)
         hot = r.rows;

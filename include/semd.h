@@ -866,9 +866,9 @@ void semd_tokens_report_release(struct semd_tokens_report *r);
  * (noise words drawn from unigram^0.75, sub-sampling of frequent words, a
  * reduced window drawn per centre word, learning rate decaying linearly
  * from alpha to alpha * 1e-4, a sigmoid table of 1000 entries over [-6, 6],
- * Hogwild over threads, word2vec's per-thread random generator). The same trainer
- * serves `semd train` (a corpus file, several epochs) and the daemon's
- * trainer thread (text fed as it arrives).
+ * Hogwild over threads, word2vec's per-thread random generator). The same
+ * trainer serves `semd train` (a corpus file, several epochs) and the
+ * daemon's trainer thread (text fed as it arrives).
  *
  * Rows are in trainer order: an init model's rows first, in its order,
  * then words as they join. Text is split into words by semd_train_split.
